@@ -1,0 +1,1 @@
+"""Lightning actor-critic agents (issue: the main job)."""

@@ -1,0 +1,38 @@
+"""The numpy backend: the plain host reference every accelerated kernel is checked against."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mfg_rl.backends import sparse, tridiagonal
+from mfg_rl.backends.base import Array, Backend
+
+
+class NumpyBackend(Backend):
+    """Arrays are numpy arrays on the host; solves go to LAPACK and SuperLU."""
+
+    name = "numpy"
+
+    def __init__(self, device: str | None = None, dtype: Any = None) -> None:
+        import array_api_compat.numpy as xp
+
+        if device not in (None, "cpu"):
+            raise ValueError(f"device for the numpy backend must be 'cpu' or None, got {device!r}")
+        dtype = np.float64 if dtype is None else np.dtype(dtype).type
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        super().__init__(xp, dtype, "cpu")
+
+    def asarray(self, x: Any, dtype: Any = None) -> Array:
+        return np.asarray(x, dtype=self.dtype if dtype is None else dtype)
+
+    def is_native(self, x: Any) -> bool:
+        return isinstance(x, np.ndarray)
+
+    def solve_tridiagonal(self, lower: Array, diag: Array, upper: Array, rhs: Array) -> Array:
+        return tridiagonal.lapack_gtsv(lower, diag, upper, rhs)
+
+    def solve_sparse(self, pattern: sparse.SparsePattern, values: Array, rhs: Array) -> Array:
+        return sparse.scipy_spsolve(pattern, values, rhs)

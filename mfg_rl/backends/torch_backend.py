@@ -1,0 +1,76 @@
+"""The torch backend (default): CUDA, then MPS, then CPU; float64 unless asked.
+
+On the CPU, solves hand zero-copy numpy views of the tensors to LAPACK/SuperLU; on an
+accelerator they run as vectorised torch code on the device (parallel cyclic reduction,
+BiCGStab), never moving tensors to the host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mfg_rl.backends import sparse, tridiagonal
+from mfg_rl.backends.base import Array, Backend
+
+
+def default_torch_device() -> str:
+    """``"cuda"`` when available, then ``"mps"``, else ``"cpu"``."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+class TorchBackend(Backend):
+    """Arrays are ``torch.Tensor`` on ``device``."""
+
+    name = "torch"
+
+    def __init__(self, device: str | None = None, dtype: Any = None) -> None:
+        import array_api_compat.torch as xp
+        import torch
+
+        torch_device = torch.device(default_torch_device() if device is None else device)
+        if dtype is None:
+            dtype = torch.float32 if torch_device.type == "mps" else torch.float64
+        elif not isinstance(dtype, torch.dtype):
+            dtype = {"float32": torch.float32, "float64": torch.float64}.get(np.dtype(dtype).name)
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        super().__init__(xp, dtype, str(torch_device))
+        self.torch_device = torch_device
+
+    @property
+    def on_host(self) -> bool:
+        return self.torch_device.type == "cpu"
+
+    def asarray(self, x: Any, dtype: Any = None) -> Array:
+        import torch
+
+        return torch.as_tensor(x, dtype=self.dtype if dtype is None else dtype, device=self.torch_device)
+
+    def to_numpy(self, x: Array) -> np.ndarray:
+        return x.detach().cpu().numpy()
+
+    def is_native(self, x: Any) -> bool:
+        import torch
+
+        return isinstance(x, torch.Tensor)
+
+    def solve_tridiagonal(self, lower: Array, diag: Array, upper: Array, rhs: Array) -> Array:
+        if self.on_host:
+            x = tridiagonal.lapack_gtsv(*(t.detach().numpy() for t in (lower, diag, upper, rhs)))
+            return self.asarray(x, dtype=rhs.dtype)
+        return super().solve_tridiagonal(lower, diag, upper, rhs)
+
+    def solve_sparse(self, pattern: sparse.SparsePattern, values: Array, rhs: Array) -> Array:
+        if self.on_host:
+            x = sparse.scipy_spsolve(pattern, values.detach().numpy(), rhs.detach().numpy())
+            return self.asarray(x, dtype=rhs.dtype)
+        return super().solve_sparse(pattern, values, rhs)

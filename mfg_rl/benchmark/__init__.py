@@ -1,0 +1,1 @@
+"""Scoring policies against the PDE equilibrium (issue: the main job)."""

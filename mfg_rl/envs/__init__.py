@@ -1,0 +1,1 @@
+"""Gymnasium environments built on a computed equilibrium (issue: Gymnasium population environments)."""

@@ -1,0 +1,9 @@
+"""The catalogue of named MFG problems: ``names()``, ``make(name, Nx=..., Nt=..., **params)``.
+
+Each problem lives in its own module and documents its equations and parameters.
+"""
+
+from mfg_rl.problems import lq  # noqa: F401  (modules register their problems on import)
+from mfg_rl.problems.registry import make, names, parameters, register
+
+__all__ = ["make", "names", "parameters", "register"]
