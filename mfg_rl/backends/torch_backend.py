@@ -53,6 +53,8 @@ class TorchBackend(Backend):
     def asarray(self, x: Any, dtype: Any = None) -> Array:
         import torch
 
+        if isinstance(x, np.ndarray) and not x.flags.writeable:
+            x = np.array(x)
         return torch.as_tensor(x, dtype=self.dtype if dtype is None else dtype, device=self.torch_device)
 
     def to_numpy(self, x: Array) -> np.ndarray:

@@ -57,7 +57,7 @@ def lapack_gtsv(lower: Any, diag: Any, upper: Any, rhs: Any) -> Any:
     Inputs are numpy arrays of shape ``(..., n)``.
     """
     import numpy as np
-    from scipy.linalg import get_lapack_funcs
+    from scipy.linalg.lapack import dgtsv, sgtsv
 
     diag = np.asarray(diag)
     shape = np.broadcast_shapes(lower.shape, diag.shape, upper.shape, rhs.shape)
@@ -68,7 +68,7 @@ def lapack_gtsv(lower: Any, diag: Any, upper: Any, rhs: Any) -> Any:
     up[..., -1] = 0.0
     d = np.array(np.broadcast_to(diag, shape), dtype=dtype).reshape(-1)
     b = np.array(np.broadcast_to(rhs, shape), dtype=dtype).reshape(-1, 1)
-    (gtsv,) = get_lapack_funcs(("gtsv",), (d, b))
+    gtsv = sgtsv if dtype == np.float32 else dgtsv
     _, _, _, x, info = gtsv(low.reshape(-1)[1:], d, up.reshape(-1)[:-1], b, True, True, True, True)
     if info > 0:
         raise np.linalg.LinAlgError(

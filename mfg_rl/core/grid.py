@@ -44,7 +44,7 @@ class Grid:
         boundary: one ``(low_side, high_side)`` pair per axis, or one name for every side;
             names are ``"periodic"``, ``"no_flux"`` (reflecting wall) and ``"exit"``
             (absorbing: agents leave, ``u`` equals the exit cost there). A periodic axis
-            must be periodic on both sides.
+            must be periodic on both sides. In 1D a ``(low, high)`` pair of names is accepted.
 
     Example:
         >>> g = Grid(bounds=((0.0, 1.0),), shape=(4,), boundary="no_flux")
@@ -85,6 +85,8 @@ class Grid:
         if isinstance(boundary, str):
             boundary = [boundary] * len(shape_t)
         boundary = list(boundary)
+        if len(shape_t) == 1 and len(boundary) == 2 and all(isinstance(b, str) for b in boundary):
+            boundary = [tuple(boundary)]
         if len(boundary) != len(shape_t):
             raise ValueError(
                 f"boundary must give one entry per axis ({len(shape_t)}), got {len(boundary)}"

@@ -42,8 +42,9 @@ class MFGProblem:
         running_cost: ``f(x, m_t)``, see ``CostFn``.
         terminal_cost: ``g(x, m_T)``, see ``CostFn``.
         m0: initial density, an array of the grid's shape or a function ``m0(x)`` of the
-            node coordinates (same convention as ``CostFn``); must be ``>= 0`` with positive finite mass. It is normalised to mass 1
-            (a ``UserWarning`` says so when it was off by more than 1e-6).
+            node coordinates (same convention as ``CostFn``); must be ``>= 0`` with positive
+            finite mass. It is normalised to mass 1 (a ``UserWarning`` says so when it was off
+            by more than 1e-6).
         hamiltonian: defaults to ``|p|^2 / 2``.
         exit_cost: value of ``u`` on exit sides (cost of leaving), finite.
         name, params: catalogue name and parameters (used for caching and display).

@@ -1,0 +1,18 @@
+"""Equilibrium solvers: time as a dimension (see DESIGN.md, layer 4).
+
+``solve(problem)`` runs a coupling loop (fixed point or fictitious play) over a
+trajectory strategy (``Sequential`` marching) of implicit upwind HJB and adjoint FP steps.
+"""
+
+from mfg_rl.solvers.callbacks import Callback, EarlyStop, IterationState, ProgressBar, Snapshots
+from mfg_rl.solvers.coupling import FictitiousPlay, FixedPoint, run_coupling
+from mfg_rl.solvers.discrete import DiscreteMFG
+from mfg_rl.solvers.equilibrium import Diagnostics, Equilibrium
+from mfg_rl.solvers.solve import solve
+from mfg_rl.solvers.trajectory import Sequential, TrajectorySolver
+
+__all__ = [
+    "Callback", "Diagnostics", "DiscreteMFG", "EarlyStop", "Equilibrium", "FictitiousPlay",
+    "FixedPoint", "IterationState", "ProgressBar", "Sequential", "Snapshots", "TrajectorySolver",
+    "run_coupling", "solve",
+]

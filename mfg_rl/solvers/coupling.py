@@ -1,0 +1,156 @@
+"""The coupling loop between HJB and FP, with its relaxation policy as a small object.
+
+Each iteration solves HJB for the current crowd ``m^k``, measures the residual of the
+discrete coupled system at ``(u(m^k), m^k)`` (the HJB part is solved to Newton
+tolerance, the FP part is evaluated exactly), solves FP for ``u(m^k)`` and relaxes:
+
+    fixed point:       m^{k+1} = (1 - theta_k) m^k + theta_k FP(u(m^k))   (theta adaptive)
+    fictitious play:   m^{k+1} = m^k + (FP(u(m^k)) - m^k) / (k + 2)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mfg_rl.errors import SolverError
+from mfg_rl.solvers.callbacks import Callback, IterationState
+from mfg_rl.solvers.discrete import DiscreteMFG
+from mfg_rl.solvers.trajectory import TrajectorySolver
+
+
+@dataclass
+class FixedPoint:
+    """Damped fixed point (Picard): ``m <- (1 - theta) m + theta FP(u(m))``.
+
+    ``damping`` is the first ``theta`` in (0, 1]. With ``adaptive=True`` the policy halves
+    ``theta`` (down to ``min_damping``) whenever the residual grows, which keeps the
+    undamped speed on contractive problems and converges on strongly coupled ones.
+    """
+
+    damping: float = 1.0
+    adaptive: bool = True
+    min_damping: float = 1.0 / 64
+    name: str = "fixed_point"
+    theta: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.damping <= 1.0:
+            raise ValueError(f"damping must be in (0, 1], got {self.damping}")
+        if not 0.0 < self.min_damping <= self.damping:
+            raise ValueError(f"min_damping must be in (0, damping], got {self.min_damping}")
+        self.theta = self.damping
+
+    def reset(self) -> None:
+        self.theta = self.damping
+
+    def update(self, m: Any, m_new: Any, iteration: int, residuals: list[float]) -> Any:
+        if self.adaptive and len(residuals) >= 2 and residuals[-1] > residuals[-2]:
+            self.theta = max(0.5 * self.theta, self.min_damping)
+        return m + self.theta * (m_new - m)
+
+
+@dataclass(frozen=True)
+class FictitiousPlay:
+    """Fictitious play: the crowd is the running average of best-response crowds."""
+
+    name: str = "fictitious_play"
+
+    def reset(self) -> None:
+        """Fictitious play keeps no state."""
+
+    def update(self, m: Any, m_new: Any, iteration: int, residuals: list[float]) -> Any:
+        return m + (m_new - m) / (iteration + 2)
+
+
+POLICIES = {"fixed_point": FixedPoint, "fictitious_play": FictitiousPlay}
+
+
+@dataclass
+class CouplingResult:
+    """Output of ``run_coupling``: fields on the backend and the loop's record."""
+
+    u: Any
+    m: Any
+    converged: bool
+    stopped_by: str
+    iterations: int
+    residuals: list[float] = field(default_factory=list)
+    fp_residuals: list[float] = field(default_factory=list)
+    hjb_residuals: list[float] = field(default_factory=list)
+    newton_iterations: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def run_coupling(
+    disc: DiscreteMFG,
+    hjb_solver: TrajectorySolver,
+    fp_solver: TrajectorySolver,
+    policy: FixedPoint | FictitiousPlay,
+    *,
+    tol: float,
+    max_iter: int,
+    callbacks: list[Callback] = (),
+    allow_unconverged: bool = False,
+    m_init: Any = None,
+) -> CouplingResult:
+    """Iterate HJB/FP until the coupled residual is below ``tol``.
+
+    Raises ``SolverError`` on NaN, on divergence (residual above 1e6 times its first
+    value) and, unless ``allow_unconverged``, when ``max_iter`` is reached.
+    """
+    xp = disc.xp
+    policy.reset()
+    m = xp.stack([disc.m0] * (disc.Nt + 1)) if m_init is None else m_init
+    record = CouplingResult(u=None, m=m, converged=False, stopped_by="max_iter", iterations=0)
+    timings = {"hjb": 0.0, "fp": 0.0, "residual": 0.0}
+    for callback in callbacks:
+        callback.on_start(max_iter, tol)
+    try:
+        for k in range(max_iter):
+            start = time.perf_counter()
+            hjb = hjb_solver.hjb(disc, m, record.u)
+            timings["hjb"] += time.perf_counter() - start
+            start = time.perf_counter()
+            fp_residual = disc.fp_residual(hjb.u, m)
+            timings["residual"] += time.perf_counter() - start
+            residual = max(fp_residual, hjb.residual)
+            record.u, record.m, record.iterations = hjb.u, m, k + 1
+            record.newton_iterations += hjb.newton_iterations
+            record.residuals.append(residual)
+            record.fp_residuals.append(fp_residual)
+            record.hjb_residuals.append(hjb.residual)
+            if residual != residual:
+                raise SolverError(f"coupling iteration {k}: residual is NaN")
+            if residual > 1e6 * max(record.residuals[0], tol):
+                raise SolverError(
+                    f"coupling iteration {k}: residual {residual:.3e} grew from "
+                    f"{record.residuals[0]:.3e}; the {policy.name} iteration diverges "
+                    "(try a smaller damping)"
+                )
+            state = IterationState(k, residual, fp_residual, hjb.residual, hjb.u, m, max_iter, tol)
+            stop = [cb.on_iteration(state) is False for cb in callbacks]
+            if residual <= tol:
+                record.converged, record.stopped_by = True, "tol"
+                break
+            if any(stop):
+                record.stopped_by = "callback"
+                break
+            start = time.perf_counter()
+            m_new = fp_solver.fp(disc, hjb.u, m)
+            timings["fp"] += time.perf_counter() - start
+            if not bool(xp.all(xp.isfinite(m_new))):
+                raise SolverError(f"coupling iteration {k}: FP produced non-finite densities")
+            m = policy.update(m, m_new, k, record.residuals)
+    finally:
+        for callback in callbacks:
+            callback.on_end(record.converged)
+    record.timings = timings
+    if not record.converged and record.stopped_by == "max_iter" and not allow_unconverged:
+        raise SolverError(
+            f"{policy.name} did not converge in max_iter={max_iter} iterations: residual "
+            f"{record.residuals[-1]:.3e} > tol={tol:.1e} (raise max_iter, change damping, "
+            "or pass allow_unconverged=True to get the flagged result)"
+        )
+    return record

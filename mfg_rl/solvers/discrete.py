@@ -1,0 +1,115 @@
+"""The discrete MFG system on one backend: costs, Hamiltonian weight, steps and residuals.
+
+Time pairing (Achdou & Capuzzo-Dolcetta 2010): for n = 0..Nt-1
+
+    (u^n - u^{n+1})/dt - nu Lap_h u^n + w(m^{n+1}) H_h(u^n) = f(x, m^{n+1})   (HJB)
+    (m^{n+1} - m^n)/dt + (A_n)^T m^{n+1} = 0                                 (FP)
+
+with ``A_n`` the Jacobian of the space part of HJB at ``u^n``. So the FP matrix is the
+transpose of the final Newton matrix ``J_n = I/dt + A_n``: mass is conserved to
+round-off on no-flux and periodic boxes (columns of ``A_n^T`` sum to zero) and ``m`` stays
+non-negative (``J_n^T`` is an M-matrix).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mfg_rl.backends import Backend
+from mfg_rl.core import MFGProblem
+from mfg_rl.errors import SolverError
+from mfg_rl.solvers.stencil import StencilMatrix, StencilSolver
+from mfg_rl.solvers.upwind import UpwindOperator
+
+
+class DiscreteMFG:
+    """Everything the trajectory solvers need about ``problem`` on ``backend``."""
+
+    def __init__(self, problem: MFGProblem, backend: Backend, *, newton_tol: float = 1e-12,
+                 max_newton: int = 50) -> None:
+        self.problem = problem
+        self.backend = backend
+        self.xp = backend.xp
+        self.dt = problem.time.dt
+        self.Nt = problem.time.Nt
+        self.cell_volume = problem.grid.cell_volume
+        self.points = problem.points(backend)
+        self.operator = UpwindOperator(problem, backend)
+        self.linear = StencilSolver(problem.grid, backend)
+        self.m0 = backend.asarray(problem.m0)
+        self.newton_tol = newton_tol
+        self.max_newton = max_newton
+
+    # -- couplings -------------------------------------------------------------------
+    def running_cost(self, m: Any) -> Any:
+        """``f(x, m^n)`` for every time level: shape ``m.shape``."""
+        f = self.problem.running_cost
+        return self.xp.stack([self.problem.evaluate_cost(f, m[n], self.points) for n in range(m.shape[0])])
+
+    def terminal_cost(self, m_T: Any) -> Any:
+        return self.problem.evaluate_cost(self.problem.terminal_cost, m_T, self.points)
+
+    def weight(self, m: Any) -> Any:
+        """``w(m) = 1/(lambda c(m))`` with ``H = w |p|^2 / 2``."""
+        return self.problem.hamiltonian.weight(m)
+
+    # -- one implicit step -----------------------------------------------------------
+    def hjb_step(self, u_next: Any, w: Any, f: Any, n: int, guess: Any = None) -> tuple[Any, int, float]:
+        """Solve the HJB step for ``u^n`` by Newton with the exact Jacobian.
+
+        Newton starts from ``guess`` (e.g. the previous coupling iterate) or ``u^{n+1}``.
+        Returns ``(u^n, newton iterations, final residual max|dt F|)``; raises
+        ``SolverError`` naming ``n`` when Newton fails.
+        """
+        xp = self.xp
+        u = u_next if guess is None else guess
+        scale = 1.0 + float(xp.max(xp.abs(u_next)))
+        for iteration in range(self.max_newton + 1):
+            value, jac = self.operator.apply(u, w)
+            residual = (u - u_next) / self.dt + value - f
+            error = float(xp.max(xp.abs(residual))) * self.dt
+            if error != error or error == float("inf"):
+                raise SolverError(f"HJB Newton produced non-finite values at time index n={n}")
+            if error <= self.newton_tol * scale:
+                return u, iteration, error
+            if iteration == self.max_newton:
+                break
+            jac = StencilMatrix(jac.center + 1.0 / self.dt, jac.minus, jac.plus)
+            u = u - self.linear.solve(jac, residual)
+        raise SolverError(
+            f"HJB Newton did not converge at time index n={n}: residual {error:.3e} after "
+            f"{self.max_newton} iterations (tolerance {self.newton_tol * scale:.1e})"
+        )
+
+    def fp_matrices(self, u: Any, m: Any) -> StencilMatrix:
+        """``J_n^T`` for n = 0..Nt-1, batched over time: the FP step matrices.
+
+        ``u``, ``m`` have shape ``(Nt+1, *space)``; ``J_n`` is linearised at ``u^n`` with
+        the weight ``w(m^{n+1})``.
+        """
+        _, jac = self.operator.apply(u[:-1], self.weight(m[1:]))
+        jac = StencilMatrix(jac.center + 1.0 / self.dt, jac.minus, jac.plus)
+        return jac.transpose(self.xp)
+
+    def fp_step(self, matrix_T: StencilMatrix, m_prev: Any) -> Any:
+        """``m^{n+1}`` solving ``J_n^T m^{n+1} = m^n / dt``."""
+        return self.linear.solve(matrix_T, m_prev / self.dt)
+
+    # -- residuals -------------------------------------------------------------------
+    def fp_residual(self, u: Any, m: Any) -> float:
+        """Residual of the FP equations at ``(u, m)``: ``max_n h^d sum_i |dt J_n^T m^{n+1} - m^n|``.
+
+        Dimensionless (a mass); zero exactly when ``m`` is the FP solution for ``u``.
+        """
+        xp = self.xp
+        jt = self.fp_matrices(u, m)
+        defect = self.dt * jt.matvec(xp, m[1:]) - m[:-1]
+        axes = tuple(range(1, defect.ndim))
+        per_step = xp.sum(xp.abs(defect), axis=axes) * self.cell_volume
+        initial = xp.sum(xp.abs(m[0] - self.m0)) * self.cell_volume
+        return max(float(xp.max(per_step)), float(initial))
+
+    def mass(self, m: Any) -> Any:
+        """``h^d sum_i m^n_i`` per time level, shape ``(Nt+1,)``."""
+        axes = tuple(range(1, m.ndim))
+        return self.xp.sum(m, axis=axes) * self.cell_volume
