@@ -1,14 +1,18 @@
 """mfg-rl: mean-field games solved to their Nash equilibrium, as RL environments.
 
 Example:
-    >>> import mfg_rl
-    >>> backend = mfg_rl.create_backend("numpy")
-    >>> backend.name
-    'numpy'
+    >>> from mfg_rl import problems, solve
+    >>> eq = solve(problems.make("lq-1d", Nx=51, Nt=10), progress=False)
+    >>> eq.diagnostics.converged
+    True
 """
 
+from mfg_rl import problems
 from mfg_rl._version import __version__
 from mfg_rl.backends import available_backends, create_backend
 from mfg_rl.errors import SolverError
+from mfg_rl.solvers import Equilibrium, solve
 
-__all__ = ["SolverError", "__version__", "available_backends", "create_backend"]
+__all__ = [
+    "Equilibrium", "SolverError", "__version__", "available_backends", "create_backend", "problems", "solve",
+]

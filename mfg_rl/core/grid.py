@@ -70,7 +70,11 @@ class Grid:
             raise TypeError(f"bounds must be a sequence of (lo, hi) pairs, got {bounds!r}") from None
         if not 1 <= len(bounds_t) <= 3:
             raise ValueError(f"bounds must describe 1 to 3 axes, got {len(bounds_t)}")
-        shape_t = tuple(_check_positive_int(f"shape[{d}]", n, 3) for d, n in enumerate(shape))
+        try:
+            shape_seq = list(shape)
+        except TypeError:
+            raise TypeError(f"shape must be an int or a sequence of ints, got {shape!r}") from None
+        shape_t = tuple(_check_positive_int(f"shape[{d}]", n, 3) for d, n in enumerate(shape_seq))
         if len(shape_t) != len(bounds_t):
             raise ValueError(
                 f"shape has {len(shape_t)} axes but bounds has {len(bounds_t)}; they must match"
@@ -81,6 +85,11 @@ class Grid:
             hi = _check_finite(f"bounds[{d}][1]", hi)
             if not lo < hi:
                 raise ValueError(f"bounds[{d}] must satisfy lo < hi, got ({lo}, {hi})")
+            h = (hi - lo) / shape_t[d] if d < len(shape_t) else 1.0
+            if not (math.isfinite(h) and h > 0 and math.isfinite(h**3) and h**3 > 0):
+                raise ValueError(
+                    f"bounds[{d}] = ({lo}, {hi}) gives an unusable cell width {h!r} for {shape_t[d]} cells"
+                )
             checked.append((lo, hi))
         if isinstance(boundary, str):
             boundary = [boundary] * len(shape_t)
@@ -165,8 +174,11 @@ class TimeGrid:
         T = _check_finite("T", self.T)
         if T <= 0:
             raise ValueError(f"T must be > 0, got {T}")
+        Nt = _check_positive_int("Nt", self.Nt, 1)
+        if not T / Nt > 0 or not (T / Nt) ** 2 > 0:
+            raise ValueError(f"T / Nt underflows (T={T}, Nt={Nt}); use a larger T or fewer steps")
         object.__setattr__(self, "T", T)
-        object.__setattr__(self, "Nt", _check_positive_int("Nt", self.Nt, 1))
+        object.__setattr__(self, "Nt", Nt)
 
     @property
     def dt(self) -> float:

@@ -88,8 +88,12 @@ class MFGProblem:
         if not math.isfinite(sigma) or sigma < 0:
             raise ValueError(f"sigma must be finite and >= 0, got {sigma}")
         object.__setattr__(self, "sigma", float(sigma))
-        if not math.isfinite(float(self.exit_cost)):
-            raise ValueError(f"exit_cost must be finite, got {self.exit_cost}")
+        exit_cost = self.exit_cost
+        if isinstance(exit_cost, bool) or not isinstance(exit_cost, (int, float, np.integer, np.floating)):
+            raise TypeError(f"exit_cost must be a real number, got {exit_cost!r}")
+        if not math.isfinite(float(exit_cost)):
+            raise ValueError(f"exit_cost must be finite, got {exit_cost}")
+        object.__setattr__(self, "exit_cost", float(exit_cost))
         for name in ("running_cost", "terminal_cost"):
             if not callable(getattr(self, name)):
                 raise TypeError(f"{name} must be callable as {name}(x, m), got {getattr(self, name)!r}")
@@ -114,7 +118,11 @@ class MFGProblem:
             raise ValueError("m0 must be finite everywhere (found NaN or inf)")
         if np.any(m0 < 0):
             raise ValueError(f"m0 must be >= 0 everywhere (min is {m0.min():.3g})")
+        peak = float(m0.max())
         mass = float(m0.sum() * self.grid.cell_volume)
+        if peak > 0 and not math.isfinite(mass):
+            m0 = m0 / peak
+            mass = float(m0.sum() * self.grid.cell_volume) * peak
         if not mass > 0:
             raise ValueError("m0 must have positive mass (it integrates to 0 on the grid)")
         notes: tuple[str, ...] = ()
@@ -122,7 +130,10 @@ class MFGProblem:
             note = f"m0 had mass {mass:.6g} on the grid and was normalised to 1"
             warnings.warn(note, UserWarning, stacklevel=4)
             notes = (note,)
-        return m0 / mass, notes
+        normalised = m0 / float(m0.sum() * self.grid.cell_volume)
+        if not np.all(np.isfinite(normalised)) or not normalised.sum() > 0:
+            raise ValueError(f"m0 cannot be normalised: its mass {mass:.3g} under/overflows float64")
+        return normalised, notes
 
     @property
     def nu(self) -> float:
@@ -148,6 +159,8 @@ class MFGProblem:
         value = cost(self.points() if x is None else x, m)
         if isinstance(value, (int, float)):
             return m * 0.0 + value
+        if not hasattr(value, "shape"):
+            raise TypeError(f"a cost must return an array of the grid's shape, got {type(value).__name__}")
         if tuple(value.shape) != self.grid.shape:
             try:
                 value = value + 0.0 * m
