@@ -109,6 +109,18 @@ class DiscreteMFG:
         initial = xp.sum(xp.abs(m[0] - self.m0)) * self.cell_volume
         return max(float(xp.max(per_step)), float(initial))
 
+    def outflow(self, u: Any, m: Any) -> Any:
+        """Mass leaving through exits during each step, from the boundary flux; shape ``(Nt,)``.
+
+        Summing the FP step over nodes gives ``mass^n - mass^{n+1} = dt h^d (A_n 1)^T m^{n+1}``;
+        ``A_n 1`` vanishes except in cells next to an exit face.
+        """
+        xp = self.xp
+        _, jac = self.operator.apply(u[:-1], self.weight(m[1:]))
+        rows = jac.matvec(xp, xp.ones_like(m[1:]))
+        axes = tuple(range(1, m.ndim))
+        return xp.sum(rows * m[1:], axis=axes) * (self.dt * self.cell_volume)
+
     def mass(self, m: Any) -> Any:
         """``h^d sum_i m^n_i`` per time level, shape ``(Nt+1,)``."""
         axes = tuple(range(1, m.ndim))

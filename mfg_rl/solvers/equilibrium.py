@@ -22,7 +22,8 @@ class Diagnostics:
 
     ``residuals[k]`` is the coupled residual after iteration k (max of the FP residual, a
     mass, and the HJB Newton residual); ``mass`` is ``int m(t_n)`` per level and
-    ``exited`` the mass that left through exits by ``t_n``.
+    ``exited`` the mass that left through exits by ``t_n``, summed from the boundary flux
+    (so ``mass + exited = 1`` checks the scheme; it is not an identity).
     """
 
     method: str

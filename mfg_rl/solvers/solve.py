@@ -112,6 +112,8 @@ def solve(
         callbacks=loop_callbacks, allow_unconverged=allow_unconverged,
     )
     mass = [float(v) for v in backend.to_numpy(disc.mass(result.m))]
+    outflow = backend.to_numpy(disc.outflow(result.u, result.m))
+    exited = [0.0] + [float(v) for v in outflow.cumsum()]
     timings = dict(result.timings, total=time.perf_counter() - start)
     diagnostics = Diagnostics(
         method=method, coupling=policy.name, fp=fp, backend=backend.name, device=backend.device,
@@ -119,7 +121,7 @@ def solve(
         iterations=result.iterations, residual=result.residuals[-1], residuals=result.residuals,
         fp_residuals=result.fp_residuals, hjb_residuals=result.hjb_residuals,
         newton_iterations=result.newton_iterations, timings=timings, mass=mass,
-        exited=[mass[0] - v for v in mass], options=options,
+        exited=exited, options=options,
     )
     eq = Equilibrium(
         u=SpacetimeField(result.u, problem.grid, problem.time),
