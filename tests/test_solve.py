@@ -215,3 +215,14 @@ def test_exit_mass_balance_from_boundary_flux():
     assert d.exited[-1] > 0.5
     assert max(abs(inside + out - 1.0) for inside, out in zip(d.mass, d.exited, strict=True)) < 1e-11
     assert all(b <= a + 1e-15 for a, b in zip(d.mass, d.mass[1:], strict=False))
+
+
+@pytest.mark.parametrize("name", ["lq-1d", "santa-fe-bar", "crowd-exit-1d"])
+def test_anderson_reaches_the_fixed_point_equilibrium_in_fewer_iterations(name):
+    problem = problems.make(name, Nx=50, Nt=20)
+    plain = solve(problem, backend="numpy", progress=False, tol=1e-10)
+    fast = solve(problem, backend="numpy", progress=False, tol=1e-10, coupling="anderson")
+    assert fast.diagnostics.converged and fast.diagnostics.iterations < plain.diagnostics.iterations
+    assert fast.m.numpy().min() >= 0.0
+    np.testing.assert_allclose(fast.u.numpy(), plain.u.numpy(), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(fast.m.numpy(), plain.m.numpy(), rtol=0, atol=1e-7)

@@ -5,14 +5,14 @@ trajectory strategy (``Sequential`` marching) of implicit upwind HJB and adjoint
 """
 
 from mfg_rl.solvers.callbacks import Callback, EarlyStop, IterationState, ProgressBar, Snapshots
-from mfg_rl.solvers.coupling import FictitiousPlay, FixedPoint, run_coupling
+from mfg_rl.solvers.coupling import Anderson, FictitiousPlay, FixedPoint, run_coupling
 from mfg_rl.solvers.discrete import DiscreteMFG
 from mfg_rl.solvers.equilibrium import Diagnostics, Equilibrium
 from mfg_rl.solvers.solve import solve
 from mfg_rl.solvers.trajectory import Sequential, TrajectorySolver
 
 __all__ = [
-    "Callback", "Diagnostics", "DiscreteMFG", "EarlyStop", "Equilibrium", "FictitiousPlay",
+    "Anderson", "Callback", "Diagnostics", "DiscreteMFG", "EarlyStop", "Equilibrium", "FictitiousPlay",
     "FixedPoint", "IterationState", "ProgressBar", "Sequential", "Snapshots", "TrajectorySolver",
     "run_coupling", "solve",
 ]

@@ -6,6 +6,7 @@ tolerance, the FP part is evaluated exactly), solves FP for ``u(m^k)`` and relax
 
     fixed point:       m^{k+1} = (1 - theta_k) m^k + theta_k FP(u(m^k))   (theta adaptive)
     fictitious play:   m^{k+1} = m^k + (FP(u(m^k)) - m^k) / (k + 2)
+    Anderson:          an extrapolation from the last few iterates (see ``Anderson``)
 """
 
 from __future__ import annotations
@@ -64,7 +65,64 @@ class FictitiousPlay:
         return m + (m_new - m) / (iteration + 2)
 
 
-POLICIES = {"fixed_point": FixedPoint, "fictitious_play": FictitiousPlay}
+@dataclass
+class Anderson:
+    """Anderson acceleration (Walker & Ni 2011) of the damped fixed point ``m -> FP(u(m))``.
+
+    With residuals ``r_j = G(m_j) - m_j`` of the last ``depth + 1`` iterates, ``gamma``
+    minimises ``|r_k - dR gamma|`` and ``m <- (m_k - dM gamma) + theta (r_k - dR gamma)``.
+    ``theta`` starts at ``damping`` and halves whenever the residual grows (the history is
+    then cleared); a step that would make ``m`` negative falls back to the damped step.
+    """
+
+    depth: int = 5
+    damping: float = 1.0
+    min_damping: float = 1.0 / 64
+    name: str = "anderson"
+    history: list[tuple[Any, Any]] = field(default_factory=list, repr=False)
+    theta: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or not 1 <= self.depth <= 50:
+            raise ValueError(f"depth must be an integer in [1, 50], got {self.depth!r}")
+        if not 0.0 < self.damping <= 1.0:
+            raise ValueError(f"damping must be in (0, 1], got {self.damping}")
+        self.theta = self.damping
+
+    def reset(self) -> None:
+        self.history = []
+        self.theta = self.damping
+
+    def update(self, m: Any, m_new: Any, iteration: int, residuals: list[float]) -> Any:
+        import numpy as np
+        from array_api_compat import array_namespace
+
+        xp = array_namespace(m)
+        if len(residuals) >= 2 and residuals[-1] > residuals[-2]:
+            self.history = []
+            self.theta = max(0.5 * self.theta, self.min_damping)
+        self.history = (self.history + [(m, m_new - m)])[-(self.depth + 1):]
+        plain = m + self.theta * (m_new - m)
+        if len(self.history) < 2:
+            return plain
+        ms = [pair[0] for pair in self.history]
+        rs = [pair[1] for pair in self.history]
+        d_r = [xp.reshape(rs[j + 1] - rs[j], (-1,)) for j in range(len(rs) - 1)]
+        gram = np.array([[float(xp.sum(a * b)) for b in d_r] for a in d_r])
+        rhs = np.array([float(xp.sum(a * xp.reshape(rs[-1], (-1,)))) for a in d_r])
+        gamma = np.linalg.lstsq(gram, rhs, rcond=1e-12)[0]
+        m_bar, r_bar = ms[-1], rs[-1]
+        for j, coefficient in enumerate(gamma):
+            m_bar = m_bar - float(coefficient) * (ms[j + 1] - ms[j])
+            r_bar = r_bar - float(coefficient) * (rs[j + 1] - rs[j])
+        candidate = m_bar + self.theta * r_bar
+        if not bool(xp.all(candidate >= 0.0)):
+            self.history = [self.history[-1]]
+            return plain
+        return candidate
+
+
+POLICIES = {"fixed_point": FixedPoint, "fictitious_play": FictitiousPlay, "anderson": Anderson}
 
 
 @dataclass
@@ -87,7 +145,7 @@ def run_coupling(
     disc: DiscreteMFG,
     hjb_solver: TrajectorySolver,
     fp_solver: TrajectorySolver,
-    policy: FixedPoint | FictitiousPlay,
+    policy: FixedPoint | FictitiousPlay | Anderson,
     *,
     tol: float,
     max_iter: int,
