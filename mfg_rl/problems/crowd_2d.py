@@ -20,13 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from mfg_rl.core import Grid, Hamiltonian, MFGProblem, TimeGrid
-from mfg_rl.problems.crowd_exit import (
-    check_cells,
-    check_choice,
-    check_real,
-    crowd_costs,
-    normalised,
-)
+from mfg_rl.problems.checks import check_cells, check_choice, check_real, normalised
+from mfg_rl.problems.crowd_exit import crowd_costs
 from mfg_rl.problems.registry import register
 
 WALL = ("no_flux", "no_flux")

@@ -35,18 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from mfg_rl.core import Grid, Hamiltonian, MFGProblem, TimeGrid
+from mfg_rl.problems.checks import check_cells, check_real
 from mfg_rl.problems.registry import register
-
-
-def _check(name: str, value: float, low: float | None = None, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if low is not None and (value <= low if strict else value < low):
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {value}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -196,11 +186,14 @@ def lq_1d(
         >>> p.grid.shape, round(float(p.exact.mean(0.0)), 6)
         ((101,), 1.0)
     """
-    q, q_T = _check("q", q, 0.0), _check("q_T", q_T, 0.0)
-    kappa, kappa_T = _check("kappa", kappa), _check("kappa_T", kappa_T)
-    sigma = _check("sigma", sigma, 0.0)
-    v0, T, L = _check("v0", v0, 0.0, True), _check("T", T, 0.0, True), _check("L", L, 0.0, True)
-    mu0 = _check("mu0", mu0)
+    Nx, Nt = check_cells("Nx", Nx), check_cells("Nt", Nt, 1)
+    q, q_T = check_real("q", q, 0.0), check_real("q_T", q_T, 0.0)
+    kappa, kappa_T = check_real("kappa", kappa), check_real("kappa_T", kappa_T)
+    sigma = check_real("sigma", sigma, 0.0)
+    v0 = check_real("v0", v0, 0.0, open_low=True)
+    T = check_real("T", T, 0.0, open_low=True)
+    L = check_real("L", L, 0.0, open_low=True)
+    mu0 = check_real("mu0", mu0)
     if abs(mu0) >= L:
         raise ValueError(f"mu0 must lie inside the box (-L, L) = ({-L}, {L}), got {mu0}")
     exact = LQExact(q=q, q_T=q_T, kappa=kappa, kappa_T=kappa_T, sigma=sigma, mu0=mu0, v0=v0, T=T)

@@ -40,7 +40,7 @@ import numpy as np
 from array_api_compat import array_namespace
 
 from mfg_rl.core import Grid, Hamiltonian, MFGProblem, TimeGrid
-from mfg_rl.problems.crowd_exit import check_cells, check_real, normalised
+from mfg_rl.problems.checks import check_cells, check_real, normalised
 from mfg_rl.problems.registry import register
 
 
