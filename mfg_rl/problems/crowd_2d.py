@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mfg_rl.core import Grid, Hamiltonian, MFGProblem, TimeGrid
-from mfg_rl.problems.checks import check_cells, check_choice, check_real, normalised
-from mfg_rl.problems.crowd_exit import crowd_costs
+from mfg_rl.core import Grid, MFGProblem
+from mfg_rl.problems.checks import check_cells, check_choice, check_real
+from mfg_rl.problems.crowd_exit import crowd_problem
 from mfg_rl.problems.registry import register
 
 WALL = ("no_flux", "no_flux")
@@ -99,20 +99,4 @@ def crowd_2d(
     x, y = grid.mesh()
     (cx, cy), width = params["m0_center"], params["m0_width"]
     m0 = np.exp(-0.5 * ((x - cx) ** 2 + (y - cy) ** 2) / width**2)
-    running_cost, terminal_cost = crowd_costs(
-        params["time_cost"], params["crowd_aversion"], params["terminal_penalty"]
-    )
-    return MFGProblem(
-        grid=grid,
-        time=TimeGrid(T=params["T"], Nt=params["Nt"]),
-        sigma=params["sigma"],
-        running_cost=running_cost,
-        terminal_cost=terminal_cost,
-        m0=normalised(m0, grid.cell_volume),
-        hamiltonian=Hamiltonian(
-            control_cost=params["control_cost"], congestion=params["congestion"]
-        ),
-        exit_cost=0.0,
-        name="crowd-2d",
-        params=params,
-    )
+    return crowd_problem("crowd-2d", grid, m0, params)

@@ -39,6 +39,25 @@ def crowd_costs(time_cost: float, crowd_aversion: float, terminal_penalty: float
     return running_cost, terminal_cost
 
 
+def crowd_problem(name: str, grid: Grid, m0: np.ndarray, params: dict[str, Any]) -> MFGProblem:
+    """The crowd-leaving game on ``grid`` (exits from its boundary) with validated ``params``."""
+    running_cost, terminal_cost = crowd_costs(
+        params["time_cost"], params["crowd_aversion"], params["terminal_penalty"]
+    )
+    return MFGProblem(
+        grid=grid,
+        time=TimeGrid(T=params["T"], Nt=params["Nt"]),
+        sigma=params["sigma"],
+        running_cost=running_cost,
+        terminal_cost=terminal_cost,
+        m0=normalised(m0, grid.cell_volume),
+        hamiltonian=Hamiltonian(control_cost=params["control_cost"], congestion=params["congestion"]),
+        exit_cost=0.0,
+        name=name,
+        params=params,
+    )
+
+
 @register("crowd-exit-1d")
 def crowd_exit_1d(
     Nx: int = 200,
@@ -90,20 +109,4 @@ def crowd_exit_1d(
     grid = Grid(bounds=[(0.0, 1.0)], shape=params["Nx"], boundary=[EXITS[exits]])
     (x,) = grid.coordinates()
     m0 = np.exp(-0.5 * ((x - params["m0_center"]) / params["m0_width"]) ** 2)
-    running_cost, terminal_cost = crowd_costs(
-        params["time_cost"], params["crowd_aversion"], params["terminal_penalty"]
-    )
-    return MFGProblem(
-        grid=grid,
-        time=TimeGrid(T=params["T"], Nt=params["Nt"]),
-        sigma=params["sigma"],
-        running_cost=running_cost,
-        terminal_cost=terminal_cost,
-        m0=normalised(m0, grid.cell_volume),
-        hamiltonian=Hamiltonian(
-            control_cost=params["control_cost"], congestion=params["congestion"]
-        ),
-        exit_cost=0.0,
-        name="crowd-exit-1d",
-        params=params,
-    )
+    return crowd_problem("crowd-exit-1d", grid, m0, params)
