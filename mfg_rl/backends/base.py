@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from mfg_rl.backends import interp as _interp
+from mfg_rl.backends import kde as _kde
 from mfg_rl.backends import sparse, tridiagonal
 
 Array = Any
@@ -72,3 +74,58 @@ class Backend:
         ``values`` has shape ``(nnz,)`` (duplicates are summed), ``rhs`` shape ``(n,)``.
         """
         return sparse.bicgstab_jacobi(self.xp, pattern, values, rhs)
+
+    def kde(
+        self,
+        points: Array,
+        weights: Array | None,
+        grid: Any,
+        bandwidth: float | tuple[float, ...] | str = "scott",
+        method: str = "binned",
+        reflect: bool = True,
+    ) -> Array:
+        """Gaussian kernel density of weighted particles at the cell centres of ``grid``.
+
+        ``rho(x_i) = sum_p w_p prod_d K_d(x_i, p)`` with ``K_d`` a Gaussian of std
+        ``sigma_d`` (float, per-axis tuple, or rule ``"scott"``/``"silverman"``) summed over
+        its images (periodic wrap; mirror at ``"no_flux"`` walls when ``reflect``).
+        ``points`` shape ``(N,)`` or ``(N, d)``, ``weights`` ``(N,)`` or ``None`` (uniform
+        ``1/N``); returns shape ``grid.shape`` in this backend's dtype. ``method`` is
+        ``"binned"`` (FFT) or ``"exact"``; see ``mfg_rl.backends.kde`` for accuracy.
+
+        Example:
+            >>> from mfg_rl.backends import create_backend
+            >>> from mfg_rl.core import Grid
+            >>> b = create_backend("numpy")
+            >>> b.kde([0.3, 0.5, 0.6], None, Grid([(0.0, 1.0)], 8), bandwidth=0.1).shape
+            (8,)
+        """
+        return _kde.kde(
+            self.xp,
+            _kde.as_backend_array(self, points, "points"),
+            _kde.as_backend_array(self, weights, "weights"),
+            grid,
+            bandwidth=bandwidth,
+            method=method,
+            reflect=reflect,
+        )
+
+    def interp(self, grid: Any, values: Array, points: Array) -> Array:
+        """Linear (bilinear in 2D) interpolation of ``values`` (shape ``grid.shape``) at points.
+
+        ``points`` shape ``(N,)`` or ``(N, d)``; clamped to the outermost cell centres,
+        wrapped on periodic axes. Returns shape ``(N,)``.
+
+        Example:
+            >>> from mfg_rl.backends import create_backend
+            >>> from mfg_rl.core import Grid
+            >>> b = create_backend("numpy")
+            >>> b.interp(Grid([(0.0, 1.0)], 4), [0.0, 1.0, 2.0, 3.0], [0.25])
+            array([0.5])
+        """
+        return _interp.interp(
+            self.xp,
+            grid,
+            _kde.as_backend_array(self, values, "values"),
+            _kde.as_backend_array(self, points, "points"),
+        )

@@ -68,6 +68,10 @@ def lapack_gtsv(lower: Any, diag: Any, upper: Any, rhs: Any) -> Any:
     up[..., -1] = 0.0
     d = np.array(np.broadcast_to(diag, shape), dtype=dtype).reshape(-1)
     b = np.array(np.broadcast_to(rhs, shape), dtype=dtype).reshape(-1, 1)
+    if d.size == 1:  # LAPACK's gtsv rejects a 1x1 system
+        if d[0] == 0:
+            raise np.linalg.LinAlgError("tridiagonal system is singular: zero pivot at flat row 0")
+        return (b[:, 0] / d).reshape(shape)
     gtsv = sgtsv if dtype == np.float32 else dgtsv
     _, _, _, x, info = gtsv(low.reshape(-1)[1:], d, up.reshape(-1)[:-1], b, True, True, True, True)
     if info > 0:
