@@ -409,3 +409,15 @@ def test_field_integral_cell_centre_rule() -> None:
     m = SpacetimeField(np.broadcast_to(p.m0, (11, 20)), p.grid, p.time)
     assert m.integral(0) == pytest.approx(1.0)
     assert field(torch.ones(3, 4)).integral(1) == pytest.approx(2.0)
+
+
+def test_hamiltonian_accepts_numpy_scalars() -> None:
+    h = Hamiltonian(control_cost=np.float32(2.0), congestion=np.int64(1))
+    assert h.control_cost == 2.0 and isinstance(h.control_cost, float) and h.congestion == 1.0
+
+
+def test_torch_backend_names_a_bad_dtype() -> None:
+    from mfg_rl.backends import create_backend
+
+    with pytest.raises(ValueError, match="int32"):
+        create_backend("torch", dtype="int32")

@@ -40,7 +40,10 @@ class TorchBackend(Backend):
         if dtype is None:
             dtype = torch.float32 if torch_device.type == "mps" else torch.float64
         elif not isinstance(dtype, torch.dtype):
+            asked = dtype
             dtype = {"float32": torch.float32, "float64": torch.float64}.get(np.dtype(dtype).name)
+            if dtype is None:
+                raise ValueError(f"dtype must be float32 or float64, got {asked!r}")
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
         super().__init__(xp, dtype, str(torch_device))

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Hamiltonian:
@@ -38,11 +40,12 @@ class Hamiltonian:
             ("congestion", self.congestion, 0.0, False),
             ("exponent", self.exponent, 0.0, True),
         ):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
                 raise TypeError(f"Hamiltonian {name} must be a real number, got {value!r}")
             if not math.isfinite(value) or (value <= lowest if strict else value < lowest):
                 bound = "> 0" if strict else ">= 0"
                 raise ValueError(f"Hamiltonian {name} must be finite and {bound}, got {value}")
+            object.__setattr__(self, name, float(value))
 
     @property
     def has_congestion(self) -> bool:
