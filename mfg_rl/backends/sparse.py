@@ -2,8 +2,8 @@
 
 A ``SparsePattern`` fixes the COO indices of a matrix once per grid; each Newton or FP
 step only brings new values. On the host, scipy's SuperLU factorises; elsewhere a
-Jacobi-preconditioned BiCGStab written against the array namespace keeps tensors on
-their device.
+Jacobi-preconditioned BiCGStab (``krylov.bicgstab``, written against the array namespace)
+keeps tensors on their device.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from mfg_rl.backends.krylov import bicgstab
 from mfg_rl.errors import SolverError
 
 
@@ -73,7 +74,7 @@ def bicgstab_jacobi(
     rtol: float = 1e-13,
     max_iter: int = 2000,
 ) -> Any:
-    """BiCGStab (van der Vorst 1992) with a Jacobi preconditioner, against ``xp``.
+    """``krylov.bicgstab`` on the COO matrix with a Jacobi preconditioner ``M = diag(A)``.
 
     Stops when ``||rhs - A x|| <= rtol ||rhs||``; raises ``SolverError`` otherwise.
     """
@@ -86,43 +87,8 @@ def bicgstab_jacobi(
         xp, xp.zeros(n, dtype=rhs.dtype, device=device), rows, xp.where(diagonal_mask, values, 0.0)
     )
     inv_diag = 1.0 / diag
-
-    def apply(v: Any) -> Any:
-        return _matvec(xp, rows, cols, values, v, n)
-
-    x = xp.zeros_like(rhs)
-    r = rhs
-    r_hat = r
-    rho = alpha = omega = 1.0
-    v = p = xp.zeros_like(rhs)
-    norm_b = float(xp.linalg.vector_norm(rhs))
-    if norm_b == 0.0:
-        return x
-    for iteration in range(max_iter):
-        rho_new = float(xp.sum(r_hat * r))
-        if rho_new == 0.0:
-            break
-        beta = (rho_new / rho) * (alpha / omega)
-        rho = rho_new
-        p = r + beta * (p - omega * v)
-        p_hat = inv_diag * p
-        v = apply(p_hat)
-        alpha = rho / float(xp.sum(r_hat * v))
-        s = r - alpha * v
-        x = x + alpha * p_hat
-        if float(xp.linalg.vector_norm(s)) <= rtol * norm_b:
-            return x
-        s_hat = inv_diag * s
-        t = apply(s_hat)
-        omega = float(xp.sum(t * s)) / float(xp.sum(t * t))
-        x = x + omega * s_hat
-        r = s - omega * t
-        residual = float(xp.linalg.vector_norm(r))
-        if not np.isfinite(residual):
-            raise SolverError(f"BiCGStab diverged (non-finite residual) at iteration {iteration}")
-        if residual <= rtol * norm_b:
-            return x
-    raise SolverError(
-        f"BiCGStab did not reach rtol={rtol:g} in {max_iter} iterations "
-        f"(relative residual {float(xp.linalg.vector_norm(rhs - apply(x))) / norm_b:.3e})"
+    result = bicgstab(
+        xp, lambda v: _matvec(xp, rows, cols, values, v, n), rhs, precond=lambda v: inv_diag * v,
+        rtol=rtol, max_iter=max_iter,
     )
+    return result.x

@@ -155,26 +155,45 @@ class StencilSolver:
         return xp.reshape(x, self.grid.shape)
 
     def _solve_krylov(self, matrix: StencilMatrix, rhs: Any, x0: Any, rtol: float, atol: float) -> Any:
-        xp = self.backend.xp
+        """BiCGStab in a frame whose axes are permuted so that lines run along the last one."""
+        xp, ndim = self.backend.xp, self.grid.ndim
+        order = list(range(ndim))
+        if self.preconditioner == "zebra":  # weakest axis first: colour second to last, lines last
+            strength = [float(xp.sum(xp.abs(matrix.minus[d]) + xp.abs(matrix.plus[d]))) for d in order]
+            order.sort(key=lambda d: strength[d])
+        identity = order == sorted(order)
+
+        def to_frame(a: Any) -> Any:  # permuted and C-contiguous, so lines are contiguous
+            if identity:
+                return a
+            a = xp.permute_dims(a, tuple(order))
+            return xp.reshape(xp.reshape(a, (-1,)), a.shape)
+
+        frame = StencilMatrix(
+            to_frame(matrix.center), tuple(to_frame(matrix.minus[d]) for d in order),
+            tuple(to_frame(matrix.plus[d]) for d in order),
+        )
+        periodic = tuple(self.periodic[d] for d in order)
+        b = to_frame(rhs)
         result = bicgstab(
-            xp, lambda v: matrix.matvec(xp, v), rhs, precond=self._preconditioner(matrix), x0=x0,
-            rtol=rtol, atol=atol, max_iter=self.max_iter,
+            xp, lambda v: _matvec(xp, frame, v), b, precond=self._preconditioner(frame, periodic),
+            x0=None if x0 is None else to_frame(x0), rtol=rtol, atol=atol, max_iter=self.max_iter,
         )
         self.solves += 1
         self.iterations += result.iterations
         x, residual = result.x, result.residual
-        if float(xp.min(rhs)) >= 0.0:
+        if float(xp.min(b)) >= 0.0:
             if float(xp.min(x)) < 0.0:
                 x = xp.maximum(x, 0.0)
-                residual = rhs - matrix.matvec(xp, x)
-            defect, total = float(xp.sum(residual)), float(xp.sum(rhs))
+                residual = b - _matvec(xp, frame, x)
+            defect, total = float(xp.sum(residual)), float(xp.sum(b))
             if total > 0.0:
                 x = x * (1.0 + defect / (total - defect))
-        return x
+        return x if identity else xp.permute_dims(x, tuple(order.index(d) for d in range(ndim)))
 
     # -- preconditioners -------------------------------------------------------------
-    def _preconditioner(self, matrix: StencilMatrix) -> Callable[[Any], Any]:
-        """``r -> M^{-1} r`` for ``matrix`` (see the class docstring)."""
+    def _preconditioner(self, matrix: StencilMatrix, periodic: tuple[bool, ...]) -> Callable[[Any], Any]:
+        """``r -> M^{-1} r`` for ``matrix`` in the solve's frame (see the class docstring)."""
         xp, ndim = self.backend.xp, self.grid.ndim
         diag = matrix.center
         if self.preconditioner == "jacobi":
@@ -182,54 +201,73 @@ class StencilSolver:
         if self.preconditioner == "adi":
 
             def adi(r: Any) -> Any:
-                z = self._lines(matrix, 0, r)
+                z = self._lines(matrix, 0, r, periodic[0])
                 for d in range(1, ndim):
-                    z = self._lines(matrix, d, diag * z)
+                    z = self._lines(matrix, d, diag * z, periodic[d])
                 return z
 
             return adi
-        strength = [float(xp.sum(xp.abs(matrix.minus[d]) + xp.abs(matrix.plus[d]))) for d in range(ndim)]
-        line, colour = sorted(range(ndim), key=lambda d: -strength[d])[:2]
-        n = self.grid.shape[colour]
-        even = tuple(slice(0, None, 2) if d == colour else slice(None) for d in range(ndim))
-        odd = tuple(slice(1, None, 2) if d == colour else slice(None) for d in range(ndim))
-        half = {name: StencilMatrix(diag[s], tuple(a[s] for a in matrix.minus),
-                                    tuple(a[s] for a in matrix.plus))
-                for name, s in (("even", even), ("odd", odd))}
+        # zebra: lines along the last axis, coloured by parity along the one before
+        line, colour = ndim - 1, ndim - 2
+        n = diag.shape[colour]
+        n_odd = n // 2
+
+        def along(start: int, stop: int | None, step: int = 1) -> tuple[Any, ...]:
+            return (Ellipsis, slice(start, stop, step), slice(None))
+
+        even, odd = along(0, None, 2), along(1, None, 2)
+        half_even = StencilMatrix(diag[even], tuple(a[even] for a in matrix.minus),
+                                  tuple(a[even] for a in matrix.plus))
+        half_odd = StencilMatrix(diag[odd], tuple(a[odd] for a in matrix.minus),
+                                 tuple(a[odd] for a in matrix.plus))
+        # odd line 2k+1 couples to even lines 2k (minus) and 2k+2 (plus; wraps to 0 when n is even)
+        to_left, to_right = matrix.minus[colour][odd], matrix.plus[colour][odd]
 
         def zebra(r: Any) -> Any:
-            z_even = self._lines(half["even"], line, r[even])
-            z = _interleave(xp, z_even, xp.zeros_like(r[odd]), colour, n)
-            z_odd = self._lines(half["odd"], line, (r - matrix.matvec(xp, z))[odd])
-            return _interleave(xp, z_even, z_odd, colour, n)
+            z_even = self._lines(half_even, line, r[even], periodic[line])
+            right = _roll(xp, z_even, -1, colour) if n % 2 == 0 else z_even[along(1, None)]
+            rhs_odd = r[odd] - to_left * z_even[along(0, n_odd)] - to_right * right
+            z_odd = self._lines(half_odd, line, rhs_odd, periodic[line])
+            if n_odd < n - n_odd:
+                z_odd = xp.concat([z_odd, xp.zeros_like(z_even[along(0, 1)])], axis=colour)
+            both = xp.stack([z_even, z_odd], axis=colour + 1)
+            shape = (*both.shape[:colour], 2 * both.shape[colour], both.shape[-1])
+            return xp.reshape(both, shape)[along(0, n)]
 
         return zebra
 
-    def _lines(self, matrix: StencilMatrix, axis: int, rhs: Any) -> Any:
+    def _lines(self, matrix: StencilMatrix, axis: int, rhs: Any, periodic: bool) -> Any:
         """``T_axis^{-1} rhs``: the tridiagonal systems along ``axis``, batched over the rest."""
         xp = self.backend.xp
         last = self.grid.ndim - 1
         lower, diag, upper, b = (
-            xp.moveaxis(a, axis, last) for a in (matrix.minus[axis], matrix.center, matrix.plus[axis], rhs)
+            a if axis == last else xp.moveaxis(a, axis, last)
+            for a in (matrix.minus[axis], matrix.center, matrix.plus[axis], rhs)
         )
-        if self.periodic[axis]:
+        if periodic:
             x = cyclic_tridiagonal(xp, self.backend.solve_tridiagonal, lower, diag, upper, b)
         else:
             x = self.backend.solve_tridiagonal(lower, diag, upper, b)
-        return xp.moveaxis(x, last, axis)
+        return x if axis == last else xp.moveaxis(x, last, axis)
 
 
-def _interleave(xp: Any, even: Any, odd: Any, axis: int, n: int) -> Any:
-    """The array of length ``n`` along ``axis`` whose even/odd slices are ``even``/``odd``."""
-    if odd.shape[axis] < even.shape[axis]:
-        pad = list(odd.shape)
-        pad[axis] = 1
-        odd = xp.concat([odd, xp.zeros(tuple(pad), dtype=odd.dtype, device=_device(odd))], axis=axis)
-    both = xp.stack([even, odd], axis=axis + 1)
-    shape = list(even.shape)
-    shape[axis] = 2 * even.shape[axis]
-    both = xp.reshape(both, tuple(shape))
-    return both[tuple(slice(0, n) if d == axis else slice(None) for d in range(both.ndim))]
+def _roll(xp: Any, x: Any, shift: int, axis: int) -> Any:
+    """``xp.roll(x, shift, axis)`` for ``shift = +-1`` by one ``concat`` (numpy's roll is slow)."""
+    head = [slice(None)] * x.ndim
+    tail = [slice(None)] * x.ndim
+    if shift == 1:
+        head[axis], tail[axis] = slice(-1, None), slice(None, -1)
+    else:
+        head[axis], tail[axis] = slice(1, None), slice(None, 1)
+    return xp.concat([x[tuple(head)], x[tuple(tail)]], axis=axis)
+
+
+def _matvec(xp: Any, matrix: StencilMatrix, x: Any) -> Any:
+    """``StencilMatrix.matvec`` for unbatched ``x`` (shape of the grid), with ``_roll``."""
+    out = matrix.center * x
+    for d in range(x.ndim):
+        out = out + matrix.minus[d] * _roll(xp, x, 1, d) + matrix.plus[d] * _roll(xp, x, -1, d)
+    return out
 
 
 def _device(x: Any) -> Any:
