@@ -170,15 +170,17 @@ class Runner:
         self.done: dict[Case, dict[str, Any]] = {}
 
     def predict(self, case: Case) -> float | None:
-        """Seconds extrapolated from the largest measured case of the same kind (work^1.1)."""
+        """Seconds extrapolated from the largest measured case of the same kind (work^1.1);
+        infinite when a smaller case of that kind already ran out of time; None for the
+        textbook baseline, which is simply stopped at its limit."""
         same = [
             (c, r) for c, r in self.done.items()
             if (c.problem, c.backend, c.textbook) == (case.problem, case.backend, case.textbook)
         ]
         if any("skipped" in r and c.work() < case.work() for c, r in same):
-            return math.inf  # a smaller case already ran out of time
+            return math.inf
         same = [(c, r) for c, r in same if "seconds" in r]
-        if not same:
+        if case.textbook or not same:
             return None
         ref, result = max(same, key=lambda cr: cr[0].work())
         return result["seconds"] * (case.work() / ref.work()) ** 1.1
