@@ -8,11 +8,12 @@ from mfg_rl.solvers.callbacks import Callback, EarlyStop, IterationState, Progre
 from mfg_rl.solvers.coupling import Anderson, FictitiousPlay, FixedPoint, run_coupling
 from mfg_rl.solvers.discrete import DiscreteMFG
 from mfg_rl.solvers.equilibrium import Diagnostics, Equilibrium
+from mfg_rl.solvers.policy import TransportOperator
 from mfg_rl.solvers.solve import solve
 from mfg_rl.solvers.trajectory import Sequential, TrajectorySolver
 
 __all__ = [
     "Anderson", "Callback", "Diagnostics", "DiscreteMFG", "EarlyStop", "Equilibrium", "FictitiousPlay",
     "FixedPoint", "IterationState", "ProgressBar", "Sequential", "Snapshots", "TrajectorySolver",
-    "run_coupling", "solve",
+    "TransportOperator", "run_coupling", "solve",
 ]

@@ -49,7 +49,7 @@ class UpwindOperator:
                 )
             )
 
-    def _neighbours(self, u: Any, d: int) -> tuple[Any, Any]:
+    def neighbours(self, u: Any, d: int) -> tuple[Any, Any]:
         """``u_{i-1}`` and ``u_{i+1}`` along axis ``d`` (last ``ndim`` axes), with ghosts."""
         xp = self.xp
         axis = u.ndim - self.ndim + d
@@ -63,6 +63,22 @@ class UpwindOperator:
             u_plus = xp.where(high, ghost_high, u_plus)
         return u_minus, u_plus
 
+    def fold_ghosts(self, d: int, center: Any, c_minus: Any, c_plus: Any) -> tuple[Any, Any, Any]:
+        """Fold the coefficients of ghost nodes along axis ``d`` into the diagonal.
+
+        ``u_ghost = +-u_0`` (+ a constant on exits) makes the ghost's coefficient an
+        extra ``+-c`` on the boundary node itself; periodic axes are left as they are.
+        Returns ``(center, c_minus, c_plus)``.
+        """
+        side = self.sides[d]
+        if side is None:
+            return center, c_minus, c_plus
+        xp = self.xp
+        low, high, fold_low, fold_high = side
+        center = center + xp.where(low, fold_low * c_minus, 0.0)
+        center = center + xp.where(high, fold_high * c_plus, 0.0)
+        return center, xp.where(low, 0.0, c_minus), xp.where(high, 0.0, c_plus)
+
     def apply(self, u: Any, w: Any) -> tuple[Any, StencilMatrix]:
         """``-nu Lap_h u + w H_h(u)`` and its Jacobian ``d/du`` (without a time term).
 
@@ -75,20 +91,14 @@ class UpwindOperator:
         for d in range(self.ndim):
             h = self.h[d]
             diffusion = self.nu / h**2
-            u_minus, u_plus = self._neighbours(u, d)
+            u_minus, u_plus = self.neighbours(u, d)
             back = xp.maximum((u - u_minus) / h, 0.0)
             fwd = xp.minimum((u_plus - u) / h, 0.0)
             value = value + 0.5 * w * (back * back + fwd * fwd) - diffusion * (u_plus - 2.0 * u + u_minus)
             c_minus = -w * back / h - diffusion
             c_plus = w * fwd / h - diffusion
             center = center + w * (back - fwd) / h + 2.0 * diffusion
-            side = self.sides[d]
-            if side is not None:
-                low, high, fold_low, fold_high = side
-                center = center + xp.where(low, fold_low * c_minus, 0.0)
-                center = center + xp.where(high, fold_high * c_plus, 0.0)
-                c_minus = xp.where(low, 0.0, c_minus)
-                c_plus = xp.where(high, 0.0, c_plus)
+            center, c_minus, c_plus = self.fold_ghosts(d, center, c_minus, c_plus)
             minus.append(c_minus)
             plus.append(c_plus)
         return value, StencilMatrix(center, tuple(minus), tuple(plus))
@@ -103,7 +113,7 @@ class UpwindOperator:
         xp = self.xp
         grads = []
         for d in range(self.ndim):
-            u_minus, u_plus = self._neighbours(u, d)
+            u_minus, u_plus = self.neighbours(u, d)
             back = xp.maximum((u - u_minus) / self.h[d], 0.0)
             fwd = xp.minimum((u_plus - u) / self.h[d], 0.0)
             grads.append(back + fwd)

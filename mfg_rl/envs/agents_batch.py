@@ -1,0 +1,153 @@
+"""A batch of representative agents moving in a crowd: the one stepper both environments use.
+
+For each agent at level ``n`` and position ``X`` (``(N, d)``), with action ``alpha`` clipped
+to ``[-a_max, a_max]^d``:
+
+    reward = -( |alpha|^2 / (2 W^n(X)) + F^n(X) ) dt                      (running cost)
+    X'     = X + alpha dt + sigma sqrt(dt) xi,   xi ~ N(0, I)            (Euler-Maruyama)
+    reward -= g(X')  when n + 1 = Nt;   reward -= exit_cost  when X' left through an exit
+
+with ``F, W`` read from the ``Game`` table (the equilibrium crowd, or the agents' own
+density by KDE in the N-player game). An agent's expected return from ``(t_n, x)``
+following the equilibrium control is ``-u(t_n, x)`` up to the time-step error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mfg_rl.envs.game import Game
+
+POPULATIONS = ("equilibrium", "empirical")
+
+
+@dataclass
+class StepResult:
+    """What one step produced, all ``(N,)`` tensors: float32 rewards, bool flags."""
+
+    reward: Any
+    terminated: Any
+    exited: Any
+    clipped: Any
+
+
+class AgentBatch:
+    """State and dynamics of ``num_agents`` agents on ``game.device``.
+
+    In ``population="equilibrium"`` each agent lives in the frozen equilibrium crowd and
+    has its own clock (agents that finish are reset independently). In
+    ``population="empirical"`` the crowd is the agents' own KDE density: all agents share
+    one clock, and an agent that exits is absorbed (no further reward, weight 0 in the
+    density) until the horizon ends everyone's episode together.
+    """
+
+    def __init__(self, game: Game, num_agents: int, population: str = "equilibrium",
+                 bandwidth: Any = "scott") -> None:
+        import torch
+
+        if isinstance(num_agents, bool) or not isinstance(num_agents, int) or num_agents < 1:
+            raise ValueError(f"num_envs must be an integer >= 1, got {num_agents!r}")
+        if population not in POPULATIONS:
+            raise ValueError(f"population must be one of {', '.join(POPULATIONS)}, got {population!r}")
+        self.game = game
+        self.n = num_agents
+        self.population = population
+        self.bandwidth = bandwidth
+        self.device = game.device
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(0)
+        self.x = torch.zeros(num_agents, game.ndim, dtype=torch.float32, device=self.device)
+        self.level = torch.zeros(num_agents, dtype=torch.int64, device=self.device)
+        self.inside = torch.ones(num_agents, dtype=torch.bool, device=self.device)
+        self.table = game.table
+        self.here = torch.zeros(num_agents, game.table.shape[-1], dtype=torch.float32, device=self.device)
+
+    @property
+    def empirical(self) -> bool:
+        return self.population == "empirical"
+
+    def seed(self, seed: int) -> None:
+        self.generator.manual_seed(int(seed))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: positions, clocks, crowd, RNG state."""
+        return {"x": self.x.clone(), "level": self.level.clone(), "inside": self.inside.clone(),
+                "here": self.here.clone(), "table": self.table.clone(),
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key in ("x", "level", "inside", "here", "table"):
+            value = state[key]
+            if tuple(value.shape) != tuple(getattr(self, key).shape) and key != "table":
+                raise ValueError(f"state {key!r} has shape {tuple(value.shape)}, "
+                                 f"expected {tuple(getattr(self, key).shape)}")
+            setattr(self, key, value.to(self.device))
+        self.generator.set_state(state["generator"])
+
+    def reset(self, mask: Any = None) -> None:
+        """Draw new agents from ``m0`` at ``t = 0`` (all, or where ``mask`` is True)."""
+        import torch
+
+        if mask is None:
+            self.x = self.game.sample_initial(self.n, self.generator)
+            self.level.zero_()
+            self.inside.fill_(True)
+        else:
+            count = int(mask.sum())
+            if count == 0:
+                return
+            self.x[mask] = self.game.sample_initial(count, self.generator)
+            self.level[mask] = 0
+            self.inside[mask] = True
+        self._refresh(torch.ones_like(self.inside) if mask is None else mask)
+
+    def _refresh(self, mask: Any) -> None:
+        """Recompute the crowd channels at the agents (all of them in the N-player game)."""
+        if self.empirical:
+            weights = self.inside.to(self.x.dtype) / self.n
+            level = int(self.level[0])
+            self.table = self.game.empirical_table(self.x, weights, level == self.game.Nt, self.bandwidth)
+            self.here = self.game.lookup(self.table, self.level * 0, self.x)
+        elif mask is None or bool(mask.all()):
+            self.here = self.game.lookup(self.table, self.level, self.x)
+        else:
+            self.here[mask] = self.game.lookup(self.table, self.level[mask], self.x[mask])
+
+    def observation(self) -> Any:
+        """``(N, 2 + d)`` float32: ``[t/T, x_1..x_d, m(t, x)]``."""
+        import torch
+
+        time = (self.level.to(torch.float32) / self.game.Nt)[:, None]
+        return torch.cat([time, self.x, self.here[:, :1]], dim=1)
+
+    def step(self, action: Any) -> StepResult:
+        """Advance every agent by ``dt`` under ``action`` ``(N, d)`` (already validated)."""
+        import torch
+
+        game = self.game
+        limit = game.max_action
+        clipped = torch.any(torch.abs(action) > limit, dim=1)
+        alpha = torch.clamp(action, -limit, limit)
+        speed2 = torch.sum(alpha * alpha, dim=1) if game.ndim > 1 else torch.square(alpha[:, 0])
+        reward = torch.addcdiv(self.here[:, 1], speed2, self.here[:, 2], value=0.5).mul_(-game.dt)
+        moved = torch.randn(self.x.shape, generator=self.generator, device=self.device, dtype=self.x.dtype)
+        moved = moved.mul_(game.sigma * game.dt**0.5).add_(alpha, alpha=game.dt).add_(self.x)
+        x_new, exited = game.apply_walls(self.x, moved, self.generator)
+        if self.empirical:
+            active = self.inside
+            reward = torch.where(active, reward, 0.0)
+            exited = exited & active
+            x_new = torch.where(active[:, None], x_new, self.x)
+            self.inside = active & ~exited
+        self.x = x_new
+        self.level = self.level + 1
+        self._refresh(None)
+        final = self.level >= game.Nt
+        terminated = final if self.empirical else final | exited
+        if bool(final.any()):
+            paying = final & (self.inside if self.empirical else ~exited)
+            reward = reward - torch.where(paying, self.here[:, 1], 0.0)
+        if game.exit_cost != 0.0:
+            reward = reward - torch.where(exited, game.exit_cost, 0.0)
+        return StepResult(reward=reward, terminated=terminated, exited=exited, clipped=clipped)

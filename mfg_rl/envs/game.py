@@ -1,0 +1,208 @@
+"""What an environment needs from an equilibrium: tables on the device, sampling, walls.
+
+The environments see the game through a ``Game``: the equilibrium crowd tabulated on the
+grid as float32 tensors on one torch device, with channels gathered per node so that one
+lookup per step serves the observation and the reward,
+
+    table[n, i, :] = ( m^n_i,  F^n_i,  W^n_i ),   F^n = f(., m^{n+1}) (n < Nt), F^Nt = g(., m^Nt),
+                                                   W^n = w(m^{n+1}),  L(alpha) = |alpha|^2 / (2 W)
+
+(the solvers' time pairing: the step from ``t_n`` to ``t_{n+1}`` pays the running cost of
+the crowd at ``t_{n+1}``), plus the boundary rules of the problem's box and the initial
+law ``m0`` to sample from.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from mfg_rl.backends.interp import interp_levels
+from mfg_rl.core import MFGProblem
+from mfg_rl.solvers import Equilibrium
+
+CHANNELS = ("density", "cost", "weight")
+
+
+def equilibrium_controls(eq: Equilibrium) -> np.ndarray:
+    """The equilibrium feedback at every level, shape ``(Nt+1, *space, d)`` (float64)."""
+    controls = [np.asarray(eq.control(n)) for n in range(eq.problem.time.Nt + 1)]
+    if eq.problem.ndim == 1:
+        return np.stack(controls)[..., None]
+    return np.moveaxis(np.stack(controls), 1, -1)
+
+
+class Game:
+    """An equilibrium's crowd, costs and box as torch tensors on ``device``.
+
+    Args:
+        eq: the computed equilibrium.
+        device: torch device of the tables and of the agents.
+        max_action: bound of each action component; default ``2 max|alpha*|`` over the
+            equilibrium (at least 1), so the equilibrium control is always admissible.
+    """
+
+    def __init__(self, eq: Equilibrium, device: Any = "cpu", max_action: float | None = None) -> None:
+        import array_api_compat.torch as xp
+        import torch
+
+        problem: MFGProblem = eq.problem
+        self.eq = eq
+        self.problem = problem
+        self.xp = xp
+        self.device = torch.device(device)
+        self.grid = problem.grid
+        self.ndim = problem.ndim
+        self.T = problem.time.T
+        self.Nt = problem.time.Nt
+        self.dt = problem.time.dt
+        self.sigma = problem.sigma
+        self.exit_cost = problem.exit_cost
+        self.low = [b[0] for b in self.grid.bounds]
+        self.high = [b[1] for b in self.grid.bounds]
+        self.controls = equilibrium_controls(eq)
+        if max_action is None:
+            max_action = max(1.0, 2.0 * float(np.abs(self.controls).max()))
+        if not (isinstance(max_action, (int, float)) and math.isfinite(max_action) and max_action > 0):
+            raise ValueError(f"max_action must be a finite number > 0, got {max_action!r}")
+        self.max_action = float(max_action)
+        self.table = self._tensor(self._equilibrium_table())
+        m0 = np.asarray(problem.m0, dtype=np.float64).reshape(-1)
+        self._cdf = torch.as_tensor(np.cumsum(m0) / m0.sum(), dtype=torch.float64, device=self.device)
+
+    def _tensor(self, array: np.ndarray) -> Any:
+        import torch
+
+        return torch.as_tensor(np.ascontiguousarray(array), dtype=torch.float32, device=self.device)
+
+    def _equilibrium_table(self) -> np.ndarray:
+        return self.crowd_table(self.eq.m.numpy())
+
+    def crowd_table(self, m: np.ndarray) -> np.ndarray:
+        """Channels ``(m, F, W)`` of a crowd ``m`` ``(Nt+1, *space)``: shape ``(Nt+1, *space, 3)``."""
+        problem = self.problem
+        m = np.asarray(m, dtype=np.float64)
+        if m.shape != (self.Nt + 1, *self.grid.shape) or not np.all(np.isfinite(m)) or np.any(m < 0):
+            raise ValueError(
+                f"crowd m must be a finite, non-negative array of shape {(self.Nt + 1, *self.grid.shape)}"
+            )
+        cost = np.empty_like(m)
+        weight = np.empty_like(m)
+        for n in range(self.Nt):
+            cost[n] = problem.evaluate_cost(problem.running_cost, m[n + 1])
+            weight[n] = problem.hamiltonian.weight(m[n + 1])
+        cost[-1] = problem.evaluate_cost(problem.terminal_cost, m[-1])
+        weight[-1] = problem.hamiltonian.weight(m[-1])
+        return np.stack([m, cost, weight], axis=-1)
+
+    def set_crowd(self, m: Any) -> None:
+        """Replace the frozen crowd by ``m`` ``(Nt+1, *space)`` (e.g. a fictitious-play average)."""
+        self.table = self._tensor(self.crowd_table(np.asarray(m)))
+
+    def observe(self, t: Any, x: Any, table: Any = None) -> Any:
+        """Observations ``[t/T, x, m(t, x)]`` ``(N, 2 + d)`` for any times ``(N,)`` and positions ``(N, d)``.
+
+        ``t`` is rounded to the nearest level; the density is read from ``table`` (default:
+        the current frozen crowd). Lets a policy of observations act as a policy of ``(t, x)``.
+        """
+        import torch
+
+        table = self.table if table is None else table
+        level = torch.clamp(torch.round(t * (self.Nt / self.T)).to(torch.int64), 0, table.shape[0] - 1)
+        density = self.lookup(table, level, x)[:, :1]
+        return torch.cat([(level.to(torch.float32) / self.Nt)[:, None], x, density], dim=1)
+
+    # -- the crowd at the agents ------------------------------------------------------
+    def lookup(self, table: Any, level: Any, x: Any) -> Any:
+        """``table[level](x)`` per agent: ``(N, C)`` from ``level`` ``(N,)`` and ``x`` ``(N, d)``."""
+        points = x[:, 0] if self.ndim == 1 else x
+        return interp_levels(self.xp, self.grid, table, level, points)
+
+    def empirical_table(self, x: Any, weights: Any, terminal: bool, bandwidth: Any = "scott") -> Any:
+        """One-level table ``(1, *space, C)`` of the agents' own crowd (KDE of weighted positions).
+
+        ``weights`` ``(N,)`` are ``1/N`` for agents still inside and 0 for those who left,
+        so the density's mass is the fraction inside. ``terminal`` puts ``g`` in the cost channel.
+        """
+        import torch
+
+        from mfg_rl.backends.kde import kde
+
+        problem = self.problem
+        points = x[:, 0] if self.ndim == 1 else x
+        if not bool(torch.any(weights > 0)):
+            m = torch.zeros(self.grid.shape, dtype=torch.float32, device=self.device)
+        else:
+            m = kde(self.xp, points, weights, self.grid, bandwidth=bandwidth, method="binned")
+            m = torch.clamp(m, min=0.0)
+        nodes = tuple(self._tensor(a) for a in self.grid.mesh())
+        nodes = nodes[0] if self.ndim == 1 else nodes
+        cost = problem.terminal_cost if terminal else problem.running_cost
+        f = problem.evaluate_cost(cost, m, nodes)
+        w = problem.hamiltonian.weight(m)
+        return torch.stack([m, f, w], dim=-1)[None]
+
+    # -- agents' states ---------------------------------------------------------------
+    def sample_initial(self, n: int, generator: Any) -> Any:
+        """``n`` positions drawn from ``m0`` (cell by its mass, uniform inside it): ``(n, d)``."""
+        import torch
+
+        u = torch.rand(n, generator=generator, device=self.device, dtype=torch.float64)
+        flat = torch.clamp(torch.searchsorted(self._cdf, u, right=True), max=self._cdf.numel() - 1)
+        jitter = torch.rand(n, self.ndim, generator=generator, device=self.device, dtype=torch.float64)
+        columns = []
+        for d in reversed(range(self.ndim)):
+            size = self.grid.shape[d]
+            index = flat % size
+            flat = flat // size
+            columns.append(self.low[d] + (index + jitter[:, d]) * self.grid.spacing[d])
+        return torch.stack(columns[::-1], dim=1).to(torch.float32)
+
+    def apply_walls(self, x_old: Any, x_new: Any, generator: Any) -> tuple[Any, Any]:
+        """Boundary rules after an Euler-Maruyama step: ``(x, exited)``, shapes ``(N, d)``, ``(N,)``.
+
+        Periodic axes wrap; no-flux walls reflect (folding, exact for reflected Brownian
+        motion); exits absorb an agent that crossed, or that crossed within the step
+        with the Brownian-bridge probability ``exp(-2 d_0 d_1 / (sigma^2 dt))`` (``d``:
+        distances to the exit before and after), which removes the O(sqrt dt) bias of
+        checking only at the grid times. Exited agents sit on the exit face.
+        """
+        import torch
+
+        exited = torch.zeros(x_new.shape[0], dtype=torch.bool, device=self.device)
+        if self.ndim == 1 and not self.grid.has_exit:
+            return self._wall_column(x_new[:, 0], 0)[:, None], exited
+        columns = []
+        for d, (low_kind, high_kind) in enumerate(self.grid.boundary):
+            lo, hi = self.low[d], self.high[d]
+            x = x_new[:, d]
+            if low_kind == high_kind and low_kind != "exit":
+                columns.append(self._wall_column(x, d))
+                continue
+            for kind, face, inside in ((low_kind, lo, x_old[:, d] - lo), (high_kind, hi, hi - x_old[:, d])):
+                after = (x - face) if face == lo else (face - x)
+                if kind == "exit":
+                    crossed = after <= 0.0
+                    if self.sigma > 0:
+                        rate = -2.0 / (self.sigma**2 * self.dt)
+                        chance = torch.exp(rate * torch.clamp(inside, min=0.0) * torch.clamp(after, min=0.0))
+                        draw = torch.rand(x.shape[0], generator=generator, device=self.device)
+                        crossed = crossed | (draw < chance)
+                    exited = exited | crossed
+                    x = torch.where(crossed, torch.full_like(x, face), x)
+                else:
+                    x = torch.where(after < 0.0, 2.0 * face - x, x)
+            columns.append(torch.clamp(x, lo, hi))
+        return torch.stack(columns, dim=1), exited
+
+    def _wall_column(self, x: Any, d: int) -> Any:
+        """Axis ``d`` without exits: wrap (periodic) or fold into ``[lo, hi]`` (two walls)."""
+        import torch
+
+        lo, length = self.low[d], self.high[d] - self.low[d]
+        if self.grid.boundary[d][0] == "periodic":
+            return torch.remainder(x - lo, length).add_(lo)
+        y = torch.remainder(x - lo, 2.0 * length)
+        return torch.where(y > length, 2.0 * length - y, y).add_(lo)

@@ -1,0 +1,170 @@
+"""``MFGVectorEnv``: N agents of a mean-field game as one natively batched Gymnasium env."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from mfg_rl.core import MFGProblem
+from mfg_rl.envs import construction, render
+from mfg_rl.envs.agents_batch import AgentBatch
+from mfg_rl.envs.game import Game
+from mfg_rl.solvers import Equilibrium
+
+
+class MFGVectorEnv(VectorEnv):
+    """``num_envs`` representative agents of an MFG, stepped together on a torch device.
+
+    Observations ``(N, 2 + d)`` float32 ``[t/T, x, m(t, x)]``, actions ``(N, d)`` (``(N,)``
+    accepted in 1D), rewards ``(N,)`` float32, flags ``(N,)`` bool: torch tensors on
+    ``device`` in and out; for numpy, wrap with
+    ``gymnasium.wrappers.vector.ArrayConversion(envs, env_xp=torch, target_xp=numpy)``. Finished
+    agents are reset in the same step (``AutoresetMode.SAME_STEP``): ``info["final_obs"]``
+    holds the last observations and ``info["_final_obs"]`` says whose. ``info["clipped"]``
+    flags actions that were outside ``[-max_action, max_action]`` and were clipped.
+
+    Args:
+        problem: catalogue name (``"lq-1d"``, ...) or an ``MFGProblem``; ``**params`` go to
+            the catalogue factory (e.g. ``Nx=101``).
+        num_envs: number of agents ``N >= 1``.
+        device: torch device (default: CUDA, then MPS, then CPU).
+        max_episode_steps: truncate episodes after this many steps (default: none; every
+            episode terminates at the horizon ``T`` or at an exit).
+        render_mode: ``None`` or ``"rgb_array"``.
+        population: ``"equilibrium"`` (frozen crowd from the solver) or ``"empirical"`` (the
+            agents' own density by KDE: the N-player game, one shared clock).
+        equilibrium: a computed ``Equilibrium`` to use instead of solving ``problem``.
+        max_action: action bound (default ``2 max|alpha*|``, at least 1).
+        solve_options: extra keyword arguments of ``mfg_rl.solve``.
+        bandwidth: KDE bandwidth of the empirical crowd (rule name or float).
+
+    Example:
+        >>> import gymnasium, torch, mfg_rl
+        >>> envs = gymnasium.make_vec("mfg_rl/LQ1D-v0", num_envs=4, device="cpu", Nx=51, Nt=10)
+        >>> obs, info = envs.reset(seed=0)
+        >>> obs, reward, terminated, truncated, info = envs.step(torch.zeros(4, 1))
+        >>> tuple(obs.shape), reward.dtype
+        ((4, 3), torch.float32)
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30, "autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(
+        self,
+        problem: str | MFGProblem = "lq-1d",
+        num_envs: int = 1,
+        device: Any = None,
+        max_episode_steps: int | None = None,
+        render_mode: str | None = None,
+        population: str = "equilibrium",
+        equilibrium: Equilibrium | None = None,
+        max_action: float | None = None,
+        solve_options: dict[str, Any] | None = None,
+        bandwidth: Any = "scott",
+        **params: Any,
+    ) -> None:
+        from mfg_rl.backends.torch_backend import default_torch_device
+
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        steps = max_episode_steps
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise ValueError(f"max_episode_steps must be an integer >= 1 or None, got {max_episode_steps!r}")
+        eq = construction.resolve_equilibrium(problem, equilibrium, solve_options, params)
+        self.game = Game(eq, default_torch_device() if device is None else device, max_action)
+        self.batch = AgentBatch(self.game, num_envs, population, bandwidth)
+        self.num_envs = num_envs
+        self.device = self.game.device
+        self.render_mode = render_mode
+        self.max_episode_steps = max_episode_steps
+        self.single_observation_space = construction.observation_space(self.game)
+        self.single_action_space = construction.action_space(self.game)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.elapsed = self.batch.level.clone()
+        self.clipped_actions = 0
+        self._ready = False
+
+    @property
+    def equilibrium(self) -> Equilibrium:
+        return self.game.eq
+
+    def set_crowd(self, m: Any) -> None:
+        """Freeze the crowd to ``m`` ``(Nt+1, *space)`` (equilibrium mode): rewards and density
+        observations follow it from the next step (a fictitious-play outer loop sets it)."""
+        if self.batch.empirical:
+            raise ValueError("set_crowd needs population='equilibrium' (the empirical crowd is the agents')")
+        self.game.set_crowd(m)
+        self.batch.table = self.game.table
+        if self._ready:
+            self.batch.here = self.game.lookup(self.batch.table, self.batch.level, self.batch.x)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The env's full state (agents, crowd, RNG, counters) for checkpoints."""
+        return {"batch": self.batch.state_dict(), "elapsed": self.elapsed.clone(),
+                "clipped_actions": self.clipped_actions, "ready": self._ready}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue exactly from ``state_dict()``: same agents, same crowd, same random stream."""
+        self.batch.load_state_dict(state["batch"])
+        if not self.batch.empirical:
+            self.game.table = self.batch.table
+        self.elapsed = state["elapsed"].to(self.device)
+        self.clipped_actions = int(state["clipped_actions"])
+        self._ready = bool(state["ready"])
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        """Draw all agents from ``m0`` at ``t = 0``; ``seed`` seeds numpy and the torch generator."""
+        super().reset(seed=seed)
+        if seed is not None:
+            self.batch.seed(seed)
+        elif not self._ready:
+            self.batch.seed(int(self.np_random.integers(2**62)))
+        self.batch.reset()
+        self.elapsed.zero_()
+        self._ready = True
+        return self.batch.observation(), {}
+
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        import torch
+
+        if not self._ready:
+            raise RuntimeError("call reset() before step()")
+        action = construction.checked_actions(actions, self.num_envs, self.game.ndim, self.device)
+        result = self.batch.step(action)
+        self.elapsed = self.elapsed + 1
+        terminated = result.terminated
+        if self.max_episode_steps is None:
+            truncated = torch.zeros_like(terminated)
+        else:
+            truncated = (self.elapsed >= self.max_episode_steps) & ~terminated
+        self.clipped_actions += int(result.clipped.sum())
+        obs = self.batch.observation()
+        info: dict[str, Any] = {"clipped": result.clipped, "exited": result.exited}
+        done = terminated | truncated
+        if bool(done.any()):
+            info["final_obs"] = obs.clone()
+            info["_final_obs"] = done
+            if self.batch.empirical:
+                self.batch.reset()
+                self.elapsed.zero_()
+            else:
+                self.batch.reset(done)
+                self.elapsed = torch.where(done, torch.zeros_like(self.elapsed), self.elapsed)
+            obs = self.batch.observation()
+        return obs, result.reward, terminated, truncated, info
+
+    def render(self) -> np.ndarray | None:
+        """The crowd's density with the agents on it (HWC uint8), in ``"rgb_array"`` mode."""
+        if self.render_mode != "rgb_array":
+            return None
+        return render.frame(self._density_levels(), int(self.batch.level[0]),
+                            self.batch.x.cpu().numpy(), self.game.grid.bounds)
+
+    def _density_levels(self) -> np.ndarray:
+        if self.batch.empirical:
+            return self.batch.table[..., 0].cpu().numpy().repeat(self.game.Nt + 1, axis=0)
+        return self.game.table[..., 0].cpu().numpy()

@@ -1,0 +1,71 @@
+"""Episode statistics for vector envs that speak torch (gymnasium's own wrapper needs numpy)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gymnasium.vector import VectorEnv, VectorWrapper
+
+
+class TorchEpisodeStatistics(VectorWrapper):
+    """Adds ``info["episode"] = {"r": returns, "l": lengths, "t": elapsed seconds}`` on episode ends.
+
+    Tensors are ``(N,)`` on the env's device, valid where ``info["_episode"]`` is True (the
+    same masking convention as gymnasium's ``RecordEpisodeStatistics``). Also keeps the last
+    ``buffer_length`` finished returns and lengths in ``return_queue``/``length_queue``.
+
+    Example:
+        >>> import gymnasium, torch, mfg_rl
+        >>> envs = TorchEpisodeStatistics(
+        ...     gymnasium.make_vec("mfg_rl/LQ1D-v0", num_envs=2, device="cpu", Nx=51, Nt=3))
+        >>> _ = envs.reset(seed=0)
+        >>> for _ in range(3):
+        ...     *_, info = envs.step(torch.zeros(2, 1))
+        >>> info["episode"]["l"].tolist()
+        [3, 3]
+    """
+
+    def __init__(self, env: VectorEnv, buffer_length: int = 100) -> None:
+        import collections
+
+        super().__init__(env)
+        self.return_queue: collections.deque = collections.deque(maxlen=buffer_length)
+        self.length_queue: collections.deque = collections.deque(maxlen=buffer_length)
+        self._returns: Any = None
+        self._lengths: Any = None
+        self._start: Any = None
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        import time
+
+        import torch
+
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._returns = torch.zeros(self.num_envs, dtype=torch.float64, device=obs.device)
+        self._lengths = torch.zeros(self.num_envs, dtype=torch.int64, device=obs.device)
+        self._start = torch.full((self.num_envs,), time.perf_counter(), dtype=torch.float64)
+        return obs, info
+
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        import time
+
+        import torch
+
+        obs, rewards, terminated, truncated, info = self.env.step(actions)
+        self._returns = self._returns + rewards.to(torch.float64)
+        self._lengths = self._lengths + 1
+        done = terminated | truncated
+        if bool(done.any()):
+            now = time.perf_counter()
+            info["episode"] = {
+                "r": torch.where(done, self._returns, torch.zeros_like(self._returns)),
+                "l": torch.where(done, self._lengths, torch.zeros_like(self._lengths)),
+                "t": torch.where(done.cpu(), now - self._start, torch.zeros_like(self._start)),
+            }
+            info["_episode"] = done
+            self.return_queue.extend(self._returns[done].tolist())
+            self.length_queue.extend(self._lengths[done].tolist())
+            self._returns = torch.where(done, torch.zeros_like(self._returns), self._returns)
+            self._lengths = torch.where(done, torch.zeros_like(self._lengths), self._lengths)
+            self._start = torch.where(done.cpu(), torch.full_like(self._start, now), self._start)
+        return obs, rewards, terminated, truncated, info
