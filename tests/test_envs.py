@@ -132,9 +132,12 @@ def test_out_of_bound_actions_are_clipped_and_counted() -> None:
     assert info["clipped"] and env.clipped_actions == 1
     _, _, _, _, info = env.step(np.array([0.5 * limit], dtype=np.float32))
     assert not info["clipped"] and info["clipped_total"] == 1
-    # the equilibrium control is admissible everywhere
-    controls = env.game.controls
-    assert np.abs(controls).max() <= limit
+    # the equilibrium control is admissible (LQ has no exits: everywhere)
+    assert np.abs(env.game.controls).max() <= limit
+    crowd = make("mfg_rl/CrowdExit1D-v0").unwrapped.game
+    interior = np.abs(crowd.controls[:, :-1]).max()
+    assert interior <= crowd.max_action < 5 * interior + 1.0
+    assert crowd.max_action * crowd.dt > 0.5 * crowd.grid.spacing[0]  # the exit cell still empties
 
 
 def test_vector_env_contract() -> None:

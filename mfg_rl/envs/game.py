@@ -41,7 +41,9 @@ class Game:
         eq: the computed equilibrium.
         device: torch device of the tables and of the agents.
         max_action: bound of each action component; default ``2 max|alpha*|`` over the
-            equilibrium (at least 1), so the equilibrium control is always admissible.
+            equilibrium (at least 1) at nodes not next to an exit, so the equilibrium control
+            is admissible everywhere except in the cell at an exit, where clipping it still
+            takes the agent out within the step.
     """
 
     def __init__(self, eq: Equilibrium, device: Any = "cpu", max_action: float | None = None) -> None:
@@ -64,13 +66,28 @@ class Game:
         self.high = [b[1] for b in self.grid.bounds]
         self.controls = equilibrium_controls(eq)
         if max_action is None:
-            max_action = max(1.0, 2.0 * float(np.abs(self.controls).max()))
+            max_action = max(1.0, 2.0 * float(np.abs(self.controls[:, self._away_from_exits()]).max()))
         if not (isinstance(max_action, (int, float)) and math.isfinite(max_action) and max_action > 0):
             raise ValueError(f"max_action must be a finite number > 0, got {max_action!r}")
         self.max_action = float(max_action)
         self.table = self._tensor(self._equilibrium_table())
         m0 = np.asarray(problem.m0, dtype=np.float64).reshape(-1)
         self._cdf = torch.as_tensor(np.cumsum(m0) / m0.sum(), dtype=torch.float64, device=self.device)
+
+    def _away_from_exits(self) -> np.ndarray:
+        """Nodes not next to an exit face, boolean ``grid.shape``.
+
+        Next to an exit the scheme's control is ``~ 2 u / h`` (the exit is half a cell away):
+        a discretisation artefact that would otherwise set the action bound.
+        """
+        keep = np.ones(self.grid.shape, dtype=bool)
+        for d, (low_kind, high_kind) in enumerate(self.grid.boundary):
+            index = [slice(None)] * self.ndim
+            for kind, end in ((low_kind, 0), (high_kind, -1)):
+                if kind == "exit":
+                    index[d] = end
+                    keep[tuple(index)] = False
+        return keep
 
     def _tensor(self, array: np.ndarray) -> Any:
         import torch

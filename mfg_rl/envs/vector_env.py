@@ -37,7 +37,7 @@ class MFGVectorEnv(VectorEnv):
         population: ``"equilibrium"`` (frozen crowd from the solver) or ``"empirical"`` (the
             agents' own density by KDE: the N-player game, one shared clock).
         equilibrium: a computed ``Equilibrium`` to use instead of solving ``problem``.
-        max_action: action bound (default ``2 max|alpha*|``, at least 1).
+        max_action: action bound (default ``2 max|alpha*|`` away from exits, at least 1).
         solve_options: extra keyword arguments of ``mfg_rl.solve``.
         bandwidth: KDE bandwidth of the empirical crowd (rule name or float).
 
