@@ -129,3 +129,34 @@ class Backend:
             _kde.as_backend_array(self, values, "values"),
             _kde.as_backend_array(self, points, "points"),
         )
+
+    # -- randomness -------------------------------------------------------------------
+    def generator(self, seed: int) -> Any:
+        """A random generator seeded with ``seed`` (an int >= 0) that draws on this device.
+
+        Same seed, same numbers on the same backend and device kind. Here: numpy's PCG64
+        (numpy backend, and the torch backend on the CPU).
+
+        Example:
+            >>> from mfg_rl.backends import create_backend
+            >>> b = create_backend("numpy")
+            >>> g = b.generator(0)
+            >>> b.normal(g, (3,)).shape, float(b.uniform(b.generator(0), (2,)).max()) < 1.0
+            ((3,), True)
+        """
+        return np.random.Generator(np.random.PCG64(check_seed(seed)))
+
+    def normal(self, generator: Any, shape: tuple[int, ...]) -> Array:
+        """Standard normal draws of ``shape`` in this backend's dtype; advances ``generator``."""
+        return self.asarray(generator.standard_normal(shape, dtype=np.dtype(self.dtype_name)))
+
+    def uniform(self, generator: Any, shape: tuple[int, ...]) -> Array:
+        """Uniform draws on ``[0, 1)`` of ``shape`` in this backend's dtype; advances ``generator``."""
+        return self.asarray(generator.random(shape, dtype=np.dtype(self.dtype_name)))
+
+
+def check_seed(seed: Any) -> int:
+    """``seed`` as an int in ``[0, 2**63)``, else ValueError naming it."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    return int(seed)

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from mfg_rl.backends import sparse
-from mfg_rl.backends.base import Array, Backend
+from mfg_rl.backends.base import Array, Backend, check_seed
 
 
 def import_jax() -> Any:
@@ -68,3 +68,32 @@ class JaxBackend(Backend):
     def solve_sparse(self, pattern: sparse.SparsePattern, values: Array, rhs: Array) -> Array:
         x = sparse.scipy_spsolve(pattern, np.asarray(values), np.asarray(rhs))
         return self.asarray(x, dtype=rhs.dtype)
+
+    def generator(self, seed: int) -> Any:
+        """A ``JaxGenerator``: a PRNG key on this device, split at every draw."""
+        return JaxGenerator(check_seed(seed), self.jax_device)
+
+    def normal(self, generator: Any, shape: tuple[int, ...]) -> Array:
+        import jax
+
+        return jax.random.normal(generator.split(), shape, dtype=self.dtype)
+
+    def uniform(self, generator: Any, shape: tuple[int, ...]) -> Array:
+        import jax
+
+        return jax.random.uniform(generator.split(), shape, dtype=self.dtype)
+
+
+class JaxGenerator:
+    """Stateful wrapper of a jax PRNG key: ``split()`` returns a fresh subkey each call."""
+
+    def __init__(self, seed: int, device: Any) -> None:
+        import jax
+
+        self.key = jax.device_put(jax.random.key(seed), device)
+
+    def split(self) -> Any:
+        import jax
+
+        self.key, sub = jax.random.split(self.key)
+        return sub

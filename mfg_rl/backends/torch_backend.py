@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from mfg_rl.backends import sparse, tridiagonal
-from mfg_rl.backends.base import Array, Backend
+from mfg_rl.backends.base import Array, Backend, check_seed
 
 
 def default_torch_device() -> str:
@@ -79,3 +79,25 @@ class TorchBackend(Backend):
             x = sparse.scipy_spsolve(pattern, values.detach().numpy(), rhs.detach().numpy())
             return self.asarray(x, dtype=rhs.dtype)
         return super().solve_sparse(pattern, values, rhs)
+
+    def generator(self, seed: int) -> Any:
+        """numpy's PCG64 on the CPU (zero-copy draws); a ``torch.Generator`` on an accelerator."""
+        if self.on_host:
+            return super().generator(seed)
+        import torch
+
+        return torch.Generator(device=self.torch_device).manual_seed(check_seed(seed))
+
+    def normal(self, generator: Any, shape: tuple[int, ...]) -> Array:
+        import torch
+
+        if self.on_host:
+            return torch.from_numpy(generator.standard_normal(shape, dtype=np.dtype(self.dtype_name)))
+        return torch.randn(shape, generator=generator, dtype=self.dtype, device=self.torch_device)
+
+    def uniform(self, generator: Any, shape: tuple[int, ...]) -> Array:
+        import torch
+
+        if self.on_host:
+            return torch.from_numpy(generator.random(shape, dtype=np.dtype(self.dtype_name)))
+        return torch.rand(shape, generator=generator, dtype=self.dtype, device=self.torch_device)

@@ -8,12 +8,16 @@ from mfg_rl.solvers.callbacks import Callback, EarlyStop, IterationState, Progre
 from mfg_rl.solvers.coupling import Anderson, FictitiousPlay, FixedPoint, run_coupling
 from mfg_rl.solvers.discrete import DiscreteMFG
 from mfg_rl.solvers.equilibrium import Diagnostics, Equilibrium
+from mfg_rl.solvers.newton import Newton, run_newton
+from mfg_rl.solvers.particles import ParticleFP, ParticleMFG, ParticleRun
 from mfg_rl.solvers.policy import TransportOperator
 from mfg_rl.solvers.solve import solve
+from mfg_rl.solvers.spacetime import GlobalKrylov, GlobalSpacetime
 from mfg_rl.solvers.trajectory import Sequential, TrajectorySolver
 
 __all__ = [
     "Anderson", "Callback", "Diagnostics", "DiscreteMFG", "EarlyStop", "Equilibrium", "FictitiousPlay",
-    "FixedPoint", "IterationState", "ProgressBar", "Sequential", "Snapshots", "TrajectorySolver",
-    "TransportOperator", "run_coupling", "solve",
+    "FixedPoint", "GlobalKrylov", "GlobalSpacetime", "IterationState", "Newton", "ParticleFP", "ParticleMFG",
+    "ParticleRun", "ProgressBar", "Sequential", "Snapshots", "TrajectorySolver", "TransportOperator",
+    "run_coupling", "run_newton", "solve",
 ]

@@ -212,3 +212,8 @@ def run_coupling(
             "or pass allow_unconverged=True to get the flagged result)"
         )
     return record
+
+
+from mfg_rl.solvers.newton import Newton  # noqa: E402  (newton.py builds on this module)
+
+POLICIES["newton"] = Newton

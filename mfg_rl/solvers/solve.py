@@ -16,11 +16,13 @@ from mfg_rl.solvers.callbacks import Callback, ProgressBar
 from mfg_rl.solvers.coupling import POLICIES, Anderson, FictitiousPlay, FixedPoint, run_coupling
 from mfg_rl.solvers.discrete import DiscreteMFG
 from mfg_rl.solvers.equilibrium import Diagnostics, Equilibrium
+from mfg_rl.solvers.newton import Newton, run_newton
+from mfg_rl.solvers.particles import ParticleMFG, particle_solver
 from mfg_rl.solvers.trajectory import STRATEGIES
 
 log = logging.getLogger("mfg_rl.solvers")
 
-FP_METHODS = ("fdm",)
+FP_METHODS = ("fdm", "particles")
 
 
 def default_cache_dir() -> Path:
@@ -43,16 +45,24 @@ def solve(
     allow_unconverged: bool = False,
     cache: bool | str | os.PathLike = False,
     newton_tol: float = 1e-12,
+    n_particles: int = 100_000,
+    seed: int = 0,
 ) -> Equilibrium:
     """Compute the Nash equilibrium of ``problem``.
 
     Args:
         problem: the game.
-        method: trajectory strategy, ``"sequential"`` (time marching).
+        method: trajectory strategy, ``"sequential"`` (time marching), ``"global"`` (one
+            sparse space-time solve per trajectory) or ``"global-krylov"`` (FGMRES).
         coupling: ``"fixed_point"`` (damped, see ``damping``), ``"anderson"`` (Anderson-
             accelerated fixed point: 2-5x fewer iterations on the catalogue),
-            ``"fictitious_play"``, or a policy object.
-        fp: Fokker-Planck discretisation, ``"fdm"`` (adjoint finite differences).
+            ``"fictitious_play"``, ``"newton"`` (monolithic Newton on the coupled system,
+            ``mfg_rl.solvers.newton``), or a policy object.
+        fp: Fokker-Planck discretisation, ``"fdm"`` (adjoint finite differences) or
+            ``"particles"`` (``n_particles`` SDE paths, KDE density; see ``ParticleFP``). With
+            particles the residual is the fixed-point defect of the seeded particle system
+            (``ParticleMFG``); use ``tol`` about ``1/sqrt(n_particles)`` (the Monte Carlo
+            error); ``tol < 1/n_particles`` raises ValueError.
         backend: ``"torch"``, ``"jax"``, ``"numpy"``, a ``Backend``, or None (best installed).
         tol: stop when the coupled residual (see ``Diagnostics``) is ``<= tol``, in (0, 1).
         max_iter: coupling iterations before ``SolverError`` (>= 1).
@@ -65,6 +75,8 @@ def solve(
         cache: False, True (``default_cache_dir()``) or a directory: reuse an equilibrium
             saved for the same problem and options, and save new ones there.
         newton_tol: relative tolerance of the per-step Newton solves.
+        n_particles: particles of ``fp="particles"``, an int >= 2.
+        seed: seed of ``fp="particles"``, an int >= 0 (same seed, same particles).
 
     Example:
         >>> from mfg_rl import problems, solve
@@ -78,6 +90,7 @@ def solve(
         raise ValueError(f"method must be one of {', '.join(STRATEGIES)}, got {method!r}")
     if fp not in FP_METHODS:
         raise ValueError(f"fp must be one of {', '.join(FP_METHODS)}, got {fp!r}")
+    particles = particle_solver(fp, n_particles, seed, tol)
     if isinstance(coupling, str):
         if coupling not in POLICIES:
             raise ValueError(f"coupling must be one of {', '.join(POLICIES)}, got {coupling!r}")
@@ -97,19 +110,25 @@ def solve(
                "damping": getattr(policy, "damping", None),
                "adaptive": getattr(policy, "adaptive", None), "newton_tol": newton_tol,
                "dtype": backend.dtype_name}
+    if particles is not None:
+        options.update(n_particles=particles.n_particles, seed=particles.seed)
     cache_path = _cache_path(problem, options, cache)
     if cache_path is not None and cache_path.exists():
         log.info("loading cached equilibrium %s", cache_path)
         return Equilibrium.load(cache_path, problem=problem, backend=backend)
 
     start = time.perf_counter()
-    disc = DiscreteMFG(problem, backend, newton_tol=newton_tol)
+    disc = (DiscreteMFG(problem, backend, newton_tol=newton_tol) if particles is None
+            else ParticleMFG(problem, backend, particles, newton_tol=newton_tol))
     strategy = STRATEGIES[method]()
     loop_callbacks = list(callbacks or [])
     if progress:
         loop_callbacks.insert(0, ProgressBar(f"{problem.name} {method}/{policy.name}"))
-    result = run_coupling(
-        disc, strategy, strategy, policy, tol=tol, max_iter=max_iter,
+    if isinstance(policy, Newton) and particles is not None:
+        raise ValueError("coupling='newton' needs fp='fdm' (the Jacobian of particles is not assembled)")
+    run = run_newton if isinstance(policy, Newton) else run_coupling
+    result = run(
+        disc, strategy, particles or strategy, policy, tol=tol, max_iter=max_iter,
         callbacks=loop_callbacks, allow_unconverged=allow_unconverged,
     )
     mass = [float(v) for v in backend.to_numpy(disc.mass(result.m))]

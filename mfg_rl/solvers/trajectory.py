@@ -67,4 +67,8 @@ class Sequential:
         return disc.xp.stack(levels)
 
 
-STRATEGIES: dict[str, type] = {"sequential": Sequential}
+from mfg_rl.solvers.spacetime import GlobalKrylov, GlobalSpacetime  # noqa: E402  (builds on HJBResult)
+
+STRATEGIES: dict[str, type] = {
+    "sequential": Sequential, "global": GlobalSpacetime, "global-krylov": GlobalKrylov,
+}

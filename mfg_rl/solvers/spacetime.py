@@ -1,0 +1,285 @@
+"""All-at-once space-time solves: the whole horizon of HJB or FP as one sparse system.
+
+With ``U = (u^0, ..., u^{Nt-1})`` and ``M = (m^1, ..., m^Nt)`` stacked time-major
+(``Nt * N`` unknowns, ``N`` nodes), the discrete equations of ``DiscreteMFG`` read
+
+    HJB (Newton step):  (I/dt + A_n) du^n - du^{n+1}/dt = -R_n      (upper block-bidiagonal)
+    FP:                 J_n^T m^{n+1} - m^n/dt = 0,  m^0 = m0       (lower block-bidiagonal)
+
+``GlobalSpacetime`` assembles these ``(Nt N) x (Nt N)`` matrices in COO form (vectorised,
+no Python loop over time or nodes) and solves them at once: ``linear="direct"`` by the
+backend's sparse solve (SuperLU on the host), ``linear="krylov"`` by flexible GMRES
+preconditioned with one block sweep in time whose spatial blocks are solved inexactly
+(1D: exact tridiagonal; 2D: a few zebra-preconditioned BiCGStab iterations). Since the
+preconditioner only errs in space, its iteration count does not grow with ``Nt``.
+The fixed point of either is the Sequential solution (same discrete equations).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from mfg_rl.backends import SparsePattern
+from mfg_rl.errors import SolverError
+from mfg_rl.solvers.discrete import DiscreteMFG
+from mfg_rl.solvers.stencil import StencilMatrix, StencilSolver
+from mfg_rl.solvers.trajectory import HJBResult
+
+LINEAR = ("direct", "krylov")
+
+
+def stencil_coo(shape: tuple[int, ...], blocks: int) -> tuple[np.ndarray, np.ndarray]:
+    """COO rows/cols of ``blocks`` block-diagonal stencil matrices on a grid of ``shape``.
+
+    Entry order matches ``stencil_values``: entry kind (center, then minus/plus per axis),
+    then block, then node. Neighbours wrap (their values are zero on non-periodic edges).
+    """
+    size = math.prod(shape)
+    index = np.arange(size).reshape(shape)
+    cols = [index.ravel()]
+    for d in range(len(shape)):
+        for shift in (1, -1):
+            cols.append(np.roll(index, shift, axis=d).ravel())
+    offset = (np.arange(blocks) * size)[None, :, None]
+    local_cols = np.stack(cols)[:, None, :]
+    rows = np.broadcast_to(index.ravel()[None, None, :] + offset, (len(cols), blocks, size))
+    return rows.ravel().astype(np.int64), (local_cols + offset).ravel().astype(np.int64)
+
+
+def wall_free(shape: tuple[int, ...], periodic: list[bool], blocks: int) -> np.ndarray:
+    """Mask of ``stencil_coo`` entries that do not wrap across a non-periodic wall.
+
+    The wrapped slots hold zeros; leaving them out keeps them out of a direct solver's fill.
+    """
+    index = np.indices(shape)
+    masks = [np.ones(shape, dtype=bool)]
+    for d, wraps in enumerate(periodic):
+        for edge in (0, shape[d] - 1):
+            masks.append(np.ones(shape, dtype=bool) if wraps else index[d] != edge)
+    return np.broadcast_to(np.stack(masks).reshape(len(masks), 1, -1),
+                           (len(masks), blocks, math.prod(shape))).ravel()
+
+
+def stencil_values(xp: Any, matrix: StencilMatrix) -> Any:
+    """Values of a batched ``StencilMatrix`` (shape ``(blocks, *grid)``) in ``stencil_coo`` order."""
+    parts = [matrix.center] + [a for pair in zip(matrix.minus, matrix.plus, strict=True) for a in pair]
+    return xp.concat([xp.reshape(a, (-1,)) for a in parts])
+
+
+def shifted_identity(size: int, blocks: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """COO rows/cols coupling block ``n`` to block ``n + offset`` node by node."""
+    first = range(max(0, -offset), blocks - max(0, offset))
+    rows = np.arange(first.start * size, first.stop * size, dtype=np.int64)
+    return rows, rows + offset * size
+
+
+class GlobalSpacetime:
+    """Trajectory solver that solves each whole horizon as one sparse system.
+
+    Args:
+        linear: ``"direct"`` (backend sparse solve) or ``"krylov"`` (preconditioned FGMRES).
+        rtol: relative tolerance of the Krylov solves (``||b - A x|| <= rtol ||b||``).
+        restart, max_iter: FGMRES restart length and total iteration budget.
+
+    Attributes:
+        krylov_iterations: FGMRES iterations of every Krylov solve, in order.
+
+    Example:
+        >>> from mfg_rl import problems, solve
+        >>> eq = solve(problems.make("lq-1d", Nx=41, Nt=8), method="global", progress=False)
+        >>> eq.diagnostics.converged
+        True
+    """
+
+    name = "global"
+
+    def __init__(self, linear: str = "direct", *, rtol: float = 1e-13, restart: int = 30,
+                 max_iter: int = 300) -> None:
+        if linear not in LINEAR:
+            raise ValueError(f"linear must be one of {', '.join(LINEAR)}, got {linear!r}")
+        if not 0.0 < rtol < 1.0:
+            raise ValueError(f"rtol must be in (0, 1), got {rtol!r}")
+        if restart < 1 or max_iter < 1:
+            raise ValueError(f"restart and max_iter must be >= 1, got {restart}, {max_iter}")
+        self.linear = linear
+        self.rtol = rtol
+        self.restart = restart
+        self.max_iter = max_iter
+        self.krylov_iterations: list[int] = []
+        self._patterns: dict[tuple, SparsePattern] = {}
+        self._keep: dict[tuple, np.ndarray] = {}
+        self._inner: StencilSolver | None = None
+
+    # -- assembly --------------------------------------------------------------------
+    def _pattern(self, disc: DiscreteMFG, offset: int) -> SparsePattern:
+        """Block stencils on the diagonal plus identities ``offset`` blocks away."""
+        key = (disc.problem.grid.shape, disc.Nt, offset)
+        if key not in self._patterns:
+            shape, size = disc.problem.grid.shape, disc.problem.grid.size
+            rows, cols = stencil_coo(shape, disc.Nt)
+            keep = wall_free(shape, [low == "periodic" for low, _ in disc.problem.grid.boundary], disc.Nt)
+            r_id, c_id = shifted_identity(size, disc.Nt, offset)
+            self._patterns[key] = SparsePattern(
+                np.concatenate([rows[keep], r_id]), np.concatenate([cols[keep], c_id]), disc.Nt * size
+            )
+            self._keep[key] = keep
+        return self._patterns[key]
+
+    def _solve(self, disc: DiscreteMFG, blocks: StencilMatrix, offset: int, rhs: Any) -> Any:
+        """``x`` with ``blocks_n x_n - x_{n+offset} / dt = rhs_n``; ``rhs``, ``x`` (Nt, *space)."""
+        xp = disc.xp
+        if self.linear == "krylov":
+            return self._krylov(disc, blocks, offset, rhs)
+        pattern = self._pattern(disc, offset)
+        keep = self._keep[(disc.problem.grid.shape, disc.Nt, offset)]
+        n_coupling = (disc.Nt - 1) * disc.problem.grid.size
+        coupling = xp.full((n_coupling,), -1.0 / disc.dt, dtype=rhs.dtype, device=_device(rhs))
+        stencil = xp.take(stencil_values(xp, blocks), xp.asarray(np.flatnonzero(keep), device=_device(rhs)))
+        values = xp.concat([stencil, coupling])
+        x = disc.backend.solve_sparse(pattern, values, xp.reshape(rhs, (-1,)))
+        return xp.reshape(x, rhs.shape)
+
+    def _krylov(self, disc: DiscreteMFG, blocks: StencilMatrix, offset: int, rhs: Any) -> Any:
+        """FGMRES on the block-bidiagonal system, preconditioned by one inexact time sweep."""
+        xp, dt, Nt = disc.xp, disc.dt, disc.Nt
+        if disc.problem.grid.ndim == 1:
+            inner = disc.linear
+        else:
+            if self._inner is None or self._inner.grid is not disc.problem.grid:
+                self._inner = StencilSolver(disc.problem.grid, disc.backend, rtol=1e-3)
+            inner = self._inner
+
+        def neighbour(x: Any) -> Any:  # x_{n+offset}, zero outside the horizon
+            zero = xp.zeros_like(x[:1])
+            return xp.concat([x[1:], zero]) if offset > 0 else xp.concat([zero, x[:-1]])
+
+        def matvec(x: Any) -> Any:
+            return blocks.matvec(xp, x) - neighbour(x) / dt
+
+        def sweep(r: Any) -> Any:
+            order = range(Nt - 1, -1, -1) if offset > 0 else range(Nt)
+            levels: dict[int, Any] = {}
+            for n in order:
+                b = r[n] if n + offset not in levels else r[n] + levels[n + offset] / dt
+                levels[n] = inner.solve(blocks.at(n), b)
+            return xp.stack([levels[n] for n in range(Nt)])
+
+        x, iterations = fgmres(xp, matvec, rhs, sweep, rtol=self.rtol, restart=self.restart,
+                               max_iter=self.max_iter)
+        self.krylov_iterations.append(iterations)
+        return x
+
+    # -- the two trajectories ----------------------------------------------------------
+    def hjb(self, disc: DiscreteMFG, m: Any, u_guess: Any = None) -> HJBResult:
+        """Newton on the whole HJB horizon at once; each step one space-time solve.
+
+        Stops when ``max_n dt |R_n| <= newton_tol (1 + max|u|)`` (the Sequential test);
+        a step that does not decrease the residual is halved (up to 20 times).
+        """
+        xp, dt = disc.xp, disc.dt
+        f = disc.running_cost(m[1:])
+        w = disc.weight(m[1:])
+        u_T = disc.terminal_cost(m[-1])
+        u = xp.stack([u_T] * disc.Nt) if u_guess is None else u_guess[:-1]
+
+        def residual(u: Any) -> tuple[Any, StencilMatrix, float]:
+            value, jac = disc.operator.apply(u, w)
+            r = (u - xp.concat([u[1:], u_T[None]])) / dt + value - f
+            return r, jac, float(xp.max(xp.abs(r))) * dt
+
+        r, jac, error = residual(u)
+        for iteration in range(disc.max_newton + 1):
+            scale = 1.0 + float(xp.max(xp.abs(u)))
+            if not math.isfinite(error):
+                raise SolverError(f"global HJB Newton produced non-finite values at iteration {iteration}")
+            if error <= disc.newton_tol * scale:
+                return HJBResult(xp.concat([u, u_T[None]]), iteration, error)
+            if iteration == disc.max_newton:
+                break
+            step = self._solve(disc, StencilMatrix(jac.center + 1.0 / dt, jac.minus, jac.plus), 1, r)
+            for _ in range(21):
+                trial = u - step
+                r_new, jac_new, error_new = residual(trial)
+                if error_new < error or error_new <= disc.newton_tol * scale:
+                    break
+                step = 0.5 * step
+            u, r, jac, error = trial, r_new, jac_new, error_new
+        raise SolverError(
+            f"global HJB Newton did not converge: residual {error:.3e} after {disc.max_newton} "
+            f"iterations (tolerance {disc.newton_tol:.1e} x (1 + max|u|))"
+        )
+
+    def fp(self, disc: DiscreteMFG, u: Any, m: Any) -> Any:
+        """All FP steps ``J_n^T m^{n+1} - m^n/dt = 0`` as one lower block-bidiagonal solve."""
+        xp = disc.xp
+        matrices = disc.fp_matrices(u, m)
+        rhs = xp.concat([disc.m0[None] / disc.dt, xp.zeros_like(m[2:])])
+        return xp.concat([disc.m0[None], self._solve(disc, matrices, -1, rhs)])
+
+
+class GlobalKrylov(GlobalSpacetime):
+    """``GlobalSpacetime(linear="krylov")``: preconditioned FGMRES on each space-time system."""
+
+    name = "global-krylov"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__("krylov", **options)
+
+
+def fgmres(
+    xp: Any, matvec: Callable[[Any], Any], rhs: Any, precond: Callable[[Any], Any], *,
+    rtol: float, restart: int, max_iter: int,
+) -> tuple[Any, int]:
+    """Flexible restarted GMRES (Saad 1993) for ``A x = rhs`` with a varying preconditioner.
+
+    ``x = x0 + Z y`` with ``z_j = M_j^{-1} v_j`` and ``y`` minimising ``|beta e1 - H y|``.
+    Arrays of any shape; returns ``(x, iterations)``. Raises ``SolverError`` when
+    ``||rhs - A x|| <= rtol ||rhs||`` is not met in ``max_iter`` iterations.
+    """
+    def dot(a: Any, b: Any) -> float:
+        return float(xp.sum(a * b))
+
+    target = rtol * math.sqrt(dot(rhs, rhs))
+    x = xp.zeros_like(rhs)
+    total = 0
+    while True:
+        r = rhs - matvec(x)
+        beta = math.sqrt(dot(r, r))
+        if beta <= target:
+            return x, total
+        if total >= max_iter or not math.isfinite(beta):
+            raise SolverError(
+                f"FGMRES did not converge in {total} iterations: relative residual "
+                f"{beta / max(target / rtol, 1e-300):.3e} > rtol={rtol:.1e} (max_iter={max_iter})"
+            )
+        basis, directions = [r / beta], []
+        hessenberg = np.zeros((restart + 1, restart))
+        g = np.zeros(restart + 1)
+        g[0] = beta
+        y = np.zeros(0)
+        for j in range(restart):
+            z = precond(basis[j])
+            v = matvec(z)
+            directions.append(z)
+            for i in range(j + 1):
+                hessenberg[i, j] = dot(v, basis[i])
+                v = v - hessenberg[i, j] * basis[i]
+            hessenberg[j + 1, j] = math.sqrt(dot(v, v))
+            total += 1
+            y = np.linalg.lstsq(hessenberg[: j + 2, : j + 1], g[: j + 2], rcond=None)[0]
+            estimate = float(np.linalg.norm(hessenberg[: j + 2, : j + 1] @ y - g[: j + 2]))
+            if estimate <= 0.5 * target or hessenberg[j + 1, j] == 0.0 or total >= max_iter:
+                break
+            basis.append(v / hessenberg[j + 1, j])
+        for coefficient, z in zip(y, directions, strict=True):
+            x = x + float(coefficient) * z
+
+
+def _device(x: Any) -> Any:
+    from array_api_compat import device
+
+    return device(x)
