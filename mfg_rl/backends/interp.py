@@ -15,8 +15,10 @@ import math
 from typing import Any
 
 import numpy as np
+from array_api_compat import is_torch_array
 
-from mfg_rl.backends.kde import Grid, _check_finite, _check_grid, as_real_array, points_by_axis
+from mfg_rl.backends import arrays
+from mfg_rl.backends.arrays import Grid, as_real_array, check_grid, points_by_axis
 
 __all__ = ["interp", "interp_levels"]
 
@@ -34,14 +36,14 @@ def interp(xp: Any, grid: Grid, values: Any, points: Any, *, check_finite: bool 
         >>> interp(np, g, np.array([0.0, 1.0, 2.0, 3.0]), np.array([0.25, 0.0, 5.0]))
         array([0.5, 0. , 3. ])
     """
-    grid = _check_grid(grid)
+    grid = check_grid(grid)
     values = as_real_array(xp, values, "values")
     if tuple(values.shape) != grid.shape:
         raise ValueError(f"values must have the grid's shape {grid.shape}, got {tuple(values.shape)}")
     points = xp.astype(as_real_array(xp, points, "points", like=values), values.dtype)
     cols = points_by_axis(xp, points, grid)
     if check_finite:
-        _check_finite(xp, points, "points")
+        arrays.check_finite(xp, points, "points")
     with np.errstate(all="ignore"):  # far points overflow t to +-inf, which clamps correctly
         return _interp(xp, grid, xp.reshape(values, (-1,)), cols)
 
@@ -104,7 +106,7 @@ def _interp(xp: Any, grid: Grid, flat: Any, cols: list[Any], offset: Any = None,
             shift, w = axis_corners[k][c]
             index = shift if index is None else index + shift
             weight = w if weight is None else weight * w
-        term = flat[index]  # integer-array indexing: numpy, torch and jax (indices are >= 0)
+        term = _gather(xp, flat, index)
         term = weight[:, None] * term if flat.ndim == 2 else weight * term
         out = term if out is None else out + term
     if finite_points:
@@ -112,3 +114,14 @@ def _interp(xp: Any, grid: Grid, flat: Any, cols: list[Any], offset: Any = None,
     if flat.ndim == 2:
         finite = finite[:, None]
     return xp.where(finite, out, float("nan"))
+
+
+def _gather(xp: Any, flat: Any, index: Any) -> Any:
+    """``flat[index]`` along axis 0 for non-negative indices.
+
+    torch's ``index_select`` is 4x faster than its advanced indexing on ``(N, C)`` tables,
+    and skips the negative-index fix-up of ``array_api_compat``'s ``take``.
+    """
+    if is_torch_array(flat):
+        return flat.index_select(0, index)
+    return xp.take(flat, index, axis=0)

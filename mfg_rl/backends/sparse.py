@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from array_api_compat import device as array_device
 
 from mfg_rl.backends.krylov import bicgstab
 from mfg_rl.errors import SolverError
@@ -44,14 +45,9 @@ def scipy_spsolve(pattern: SparsePattern, values: np.ndarray, rhs: np.ndarray) -
 
 def _matvec(xp: Any, rows: Any, cols: Any, values: Any, x: Any, n: int) -> Any:
     contributions = values * xp.take(x, cols)
-    out = xp.zeros(n, dtype=x.dtype, device=_device(x))
+    out = xp.zeros(n, dtype=x.dtype, device=array_device(x))
     return _scatter_add(xp, out, rows, contributions)
 
-
-def _device(x: Any) -> Any:
-    from array_api_compat import device
-
-    return device(x)
 
 
 def _scatter_add(xp: Any, out: Any, index: Any, values: Any) -> Any:
@@ -78,7 +74,7 @@ def bicgstab_jacobi(
 
     Stops when ``||rhs - A x|| <= rtol ||rhs||``; raises ``SolverError`` otherwise.
     """
-    device = _device(rhs)
+    device = array_device(rhs)
     rows = xp.asarray(pattern.rows, device=device)
     cols = xp.asarray(pattern.cols, device=device)
     n = pattern.n

@@ -130,7 +130,11 @@ class AgentBatch:
         clipped = torch.any(torch.abs(action) > limit, dim=1)
         alpha = torch.clamp(action, -limit, limit)
         speed2 = torch.sum(alpha * alpha, dim=1) if game.ndim > 1 else torch.square(alpha[:, 0])
-        reward = torch.addcdiv(self.here[:, 1], speed2, self.here[:, 2], value=0.5).mul_(-game.dt)
+        if game.congestion:
+            reward = torch.addcdiv(self.here[:, 1], speed2, self.here[:, 2], value=0.5)
+        else:
+            reward = torch.add(self.here[:, 1], speed2, alpha=0.5 / game.constant_weight)
+        reward = reward.mul_(-game.dt)
         moved = torch.randn(self.x.shape, generator=self.generator, device=self.device, dtype=self.x.dtype)
         moved = moved.mul_(game.sigma * game.dt**0.5).add_(alpha, alpha=game.dt).add_(self.x)
         x_new, exited = game.apply_walls(self.x, moved, self.generator)

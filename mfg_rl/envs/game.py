@@ -7,6 +7,8 @@ lookup per step serves the observation and the reward,
     table[n, i, :] = ( m^n_i,  F^n_i,  W^n_i ),   F^n = f(., m^{n+1}) (n < Nt), F^Nt = g(., m^Nt),
                                                    W^n = w(m^{n+1}),  L(alpha) = |alpha|^2 / (2 W)
 
+(without congestion ``W = 1/lambda`` is a constant and the table keeps only ``m, F``)
+
 (the solvers' time pairing: the step from ``t_n`` to ``t_{n+1}`` pays the running cost of
 the crowd at ``t_{n+1}``), plus the boundary rules of the problem's box and the initial
 law ``m0`` to sample from.
@@ -22,8 +24,6 @@ import numpy as np
 from mfg_rl.backends.interp import interp_levels
 from mfg_rl.core import MFGProblem
 from mfg_rl.solvers import Equilibrium
-
-CHANNELS = ("density", "cost", "weight")
 
 
 def equilibrium_controls(eq: Equilibrium) -> np.ndarray:
@@ -70,6 +70,8 @@ class Game:
         if not (isinstance(max_action, (int, float)) and math.isfinite(max_action) and max_action > 0):
             raise ValueError(f"max_action must be a finite number > 0, got {max_action!r}")
         self.max_action = float(max_action)
+        self.congestion = problem.hamiltonian.has_congestion
+        self.constant_weight = 1.0 / problem.hamiltonian.control_cost
         self.table = self._tensor(self._equilibrium_table())
         m0 = np.asarray(problem.m0, dtype=np.float64).reshape(-1)
         self._cdf = torch.as_tensor(np.cumsum(m0) / m0.sum(), dtype=torch.float64, device=self.device)
@@ -98,7 +100,7 @@ class Game:
         return self.crowd_table(self.eq.m.numpy())
 
     def crowd_table(self, m: np.ndarray) -> np.ndarray:
-        """Channels ``(m, F, W)`` of a crowd ``m`` ``(Nt+1, *space)``: shape ``(Nt+1, *space, 3)``."""
+        """Channels ``(m, F[, W])`` of a crowd ``m`` ``(Nt+1, *space)``: shape ``(Nt+1, *space, C)``."""
         problem = self.problem
         m = np.asarray(m, dtype=np.float64)
         if m.shape != (self.Nt + 1, *self.grid.shape) or not np.all(np.isfinite(m)) or np.any(m < 0):
@@ -112,7 +114,7 @@ class Game:
             weight[n] = problem.hamiltonian.weight(m[n + 1])
         cost[-1] = problem.evaluate_cost(problem.terminal_cost, m[-1])
         weight[-1] = problem.hamiltonian.weight(m[-1])
-        return np.stack([m, cost, weight], axis=-1)
+        return np.stack([m, cost, weight] if self.congestion else [m, cost], axis=-1)
 
     def set_crowd(self, m: Any) -> None:
         """Replace the frozen crowd by ``m`` ``(Nt+1, *space)`` (e.g. a fictitious-play average)."""
@@ -158,8 +160,8 @@ class Game:
         nodes = nodes[0] if self.ndim == 1 else nodes
         cost = problem.terminal_cost if terminal else problem.running_cost
         f = problem.evaluate_cost(cost, m, nodes)
-        w = problem.hamiltonian.weight(m)
-        return torch.stack([m, f, w], dim=-1)[None]
+        channels = [m, f, problem.hamiltonian.weight(m)] if self.congestion else [m, f]
+        return torch.stack(channels, dim=-1)[None]
 
     # -- agents' states ---------------------------------------------------------------
     def sample_initial(self, n: int, generator: Any) -> Any:

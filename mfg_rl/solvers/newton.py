@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from array_api_compat import device as array_device
 
 from mfg_rl.errors import SolverError
 from mfg_rl.solvers.callbacks import Callback, IterationState
@@ -171,7 +172,7 @@ class CoupledSystem:
                            tuple(dt * a for a in jac.plus))
         mu = self.hessian(U, dt * M * w)
         n_id = (self.Nt - 1) * self.size
-        minus_one = xp.full((n_id,), -1.0, dtype=U.dtype, device=_device(U))
+        minus_one = xp.full((n_id,), -1.0, dtype=U.dtype, device=array_device(U))
         return xp.concat([stencil_values(xp, uu), minus_one, xp.reshape(um, (-1,)),
                           stencil_values(xp, mu), stencil_values(xp, mm), minus_one])
 
@@ -341,8 +342,3 @@ def run_newton(
         )
     return record
 
-
-def _device(x: Any) -> Any:
-    from array_api_compat import device
-
-    return device(x)

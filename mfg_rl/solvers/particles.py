@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from array_api_compat import device as array_device
 
 from mfg_rl.backends.base import check_seed
 from mfg_rl.backends.interp import interp
@@ -131,7 +132,7 @@ class ParticleFP:
         w = disc.weight(m[1:])
         shift = [(-dt) * w * g for g in grads]  # dt alpha^n, one (Nt, *space) array per axis
         scale = math.sqrt(2.0 * disc.problem.nu * dt)
-        alive = xp.ones(n, dtype=cols[0].dtype, device=_device(cols[0])) if grid.has_exit() else None
+        alive = xp.ones(n, dtype=cols[0].dtype, device=array_device(cols[0])) if grid.has_exit() else None
         sigma = self._sigma(xp, cols, alive, float(n), grid, None)
         levels, counts, paths, sigmas = [disc.m0], [float(n)], [], []
         for step in range(disc.Nt):
@@ -196,11 +197,6 @@ class ParticleFP:
         total = xp.sum(rho) * disc.cell_volume
         return rho * ((count / self.n_particles) / total)
 
-
-def _device(x: Any) -> Any:
-    from array_api_compat import device
-
-    return device(x)
 
 
 def _points(xp: Any, cols: list[Any]) -> Any:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from array_api_compat import device as array_device
 
 from mfg_rl.backends import SparsePattern
 from mfg_rl.errors import SolverError
@@ -137,8 +138,9 @@ class GlobalSpacetime:
         pattern = self._pattern(disc, offset)
         keep = self._keep[(disc.problem.grid.shape, disc.Nt, offset)]
         n_coupling = (disc.Nt - 1) * disc.problem.grid.size
-        coupling = xp.full((n_coupling,), -1.0 / disc.dt, dtype=rhs.dtype, device=_device(rhs))
-        stencil = xp.take(stencil_values(xp, blocks), xp.asarray(np.flatnonzero(keep), device=_device(rhs)))
+        coupling = xp.full((n_coupling,), -1.0 / disc.dt, dtype=rhs.dtype, device=array_device(rhs))
+        kept = xp.asarray(np.flatnonzero(keep), device=array_device(rhs))
+        stencil = xp.take(stencil_values(xp, blocks), kept)
         values = xp.concat([stencil, coupling])
         x = disc.backend.solve_sparse(pattern, values, xp.reshape(rhs, (-1,)))
         return xp.reshape(x, rhs.shape)
@@ -278,8 +280,3 @@ def fgmres(
         for coefficient, z in zip(y, directions, strict=True):
             x = x + float(coefficient) * z
 
-
-def _device(x: Any) -> Any:
-    from array_api_compat import device
-
-    return device(x)

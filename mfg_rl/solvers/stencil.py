@@ -270,11 +270,6 @@ def _matvec(xp: Any, matrix: StencilMatrix, x: Any) -> Any:
     return out
 
 
-def _device(x: Any) -> Any:
-    from array_api_compat import device
-
-    return device(x)
-
 
 def _pattern(grid: Grid) -> SparsePattern:
     """COO indices in the order center, (minus, plus) per axis; neighbours wrap (their
