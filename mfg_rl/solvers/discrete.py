@@ -101,13 +101,17 @@ class DiscreteMFG:
 
         Dimensionless (a mass); zero exactly when ``m`` is the FP solution for ``u``.
         """
+        return float(self.fp_defect(u, m))
+
+    def fp_defect(self, u: Any, m: Any) -> Any:
+        """``fp_residual`` as a 0-d backend array (no host sync, so it can be traced/jitted)."""
         xp = self.xp
         jt = self.fp_matrices(u, m)
         defect = self.dt * jt.matvec(xp, m[1:]) - m[:-1]
         axes = tuple(range(1, defect.ndim))
         per_step = xp.sum(xp.abs(defect), axis=axes) * self.cell_volume
         initial = xp.sum(xp.abs(m[0] - self.m0)) * self.cell_volume
-        return max(float(xp.max(per_step)), float(initial))
+        return xp.maximum(xp.max(per_step), initial)
 
     def outflow(self, u: Any, m: Any) -> Any:
         """Mass leaving through exits during each step, from the boundary flux; shape ``(Nt,)``.

@@ -53,7 +53,9 @@ def solve(
     Args:
         problem: the game.
         method: trajectory strategy, ``"sequential"`` (time marching), ``"global"`` (one
-            sparse space-time solve per trajectory) or ``"global-krylov"`` (FGMRES).
+            sparse space-time solve per trajectory), ``"global-krylov"`` (FGMRES) or
+            ``"jax-scan"`` (the marching compiled with jax ``lax.scan``, 1D; needs
+            ``mfg-rl[jax]``, runs on the jax backend; ``timings["compile"]`` apart).
         coupling: ``"fixed_point"`` (damped, see ``damping``), ``"anderson"`` (Anderson-
             accelerated fixed point: 2-5x fewer iterations on the catalogue),
             ``"fictitious_play"``, ``"newton"`` (monolithic Newton on the coupled system,
@@ -105,7 +107,8 @@ def solve(
         raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
     if not 0.0 < newton_tol < 1e-3:
         raise ValueError(f"newton_tol must be in (0, 1e-3), got {newton_tol!r}")
-    backend = create_backend(backend)
+    strategy = STRATEGIES[method]()
+    backend = create_backend(getattr(strategy, "backend", None) if backend is None else backend)
     options = {"method": method, "coupling": policy.name, "fp": fp, "tol": tol,
                "damping": getattr(policy, "damping", None),
                "adaptive": getattr(policy, "adaptive", None), "newton_tol": newton_tol,
@@ -118,9 +121,9 @@ def solve(
         return Equilibrium.load(cache_path, problem=problem, backend=backend)
 
     start = time.perf_counter()
-    disc = (DiscreteMFG(problem, backend, newton_tol=newton_tol) if particles is None
+    discretise = getattr(strategy, "discretise", DiscreteMFG)
+    disc = (discretise(problem, backend, newton_tol=newton_tol) if particles is None
             else ParticleMFG(problem, backend, particles, newton_tol=newton_tol))
-    strategy = STRATEGIES[method]()
     loop_callbacks = list(callbacks or [])
     if progress:
         loop_callbacks.insert(0, ProgressBar(f"{problem.name} {method}/{policy.name}"))
@@ -134,7 +137,7 @@ def solve(
     mass = [float(v) for v in backend.to_numpy(disc.mass(result.m))]
     outflow = backend.to_numpy(disc.outflow(result.u, result.m))
     exited = [0.0] + [float(v) for v in outflow.cumsum()]
-    timings = dict(result.timings, total=time.perf_counter() - start)
+    timings = dict(result.timings, **getattr(strategy, "timings", {}), total=time.perf_counter() - start)
     diagnostics = Diagnostics(
         method=method, coupling=policy.name, fp=fp, backend=backend.name, device=backend.device,
         dtype=backend.dtype_name, tol=tol, converged=result.converged, stopped_by=result.stopped_by,

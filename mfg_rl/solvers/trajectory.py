@@ -67,8 +67,9 @@ class Sequential:
         return disc.xp.stack(levels)
 
 
+from mfg_rl.solvers.jax_scan import JaxScan  # noqa: E402  (imports jax only when constructed)
 from mfg_rl.solvers.spacetime import GlobalKrylov, GlobalSpacetime  # noqa: E402  (builds on HJBResult)
 
 STRATEGIES: dict[str, type] = {
-    "sequential": Sequential, "global": GlobalSpacetime, "global-krylov": GlobalKrylov,
+    "sequential": Sequential, "global": GlobalSpacetime, "global-krylov": GlobalKrylov, "jax-scan": JaxScan,
 }
