@@ -3,6 +3,8 @@
 Example:
     $ mfg-rl --version
     $ mfg-rl backends          # installed backends, their devices, and the default choice
+    $ mfg-rl train mfg_rl/LQ1D-v0          # PPO, ~2 min on a laptop CPU, TensorBoard logs in runs/
+    $ mfg-rl bench runs/LQ1D-v0-ppo-best-response/version_0/checkpoints/last.ckpt
 
 A subcommand is added by a function ``_add_<name>(subparsers)`` that builds its parser
 and sets ``run=`` to a function ``(args) -> exit code``; it is listed in ``COMMANDS``.
@@ -157,7 +159,83 @@ def _run_solve(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: tuple[Callable[[Any], None], ...] = (_add_backends, _add_list, _add_solve)
+# -- train, bench ---------------------------------------------------------------------------
+
+
+def _add_train(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a PPO/A2C agent on an environment and score it against the equilibrium",
+        description="Train on ENV_ID (e.g. mfg_rl/LQ1D-v0), log to TensorBoard, checkpoint, and end "
+        "with exploitability before/after, value gap, density L1 and the paths of logs and report.",
+    )
+    parser.add_argument("env_id", help="registered id, e.g. mfg_rl/LQ1D-v0 (see mfg_rl.envs.env_ids())")
+    parser.add_argument("--algo", choices=("ppo", "a2c"), default="ppo")
+    parser.add_argument("--regime", choices=("best-response", "fictitious-play"), default="best-response")
+    parser.add_argument("--steps", type=int, default=None, help="env-step budget (default: per env, ~2 min)")
+    parser.add_argument("--num-envs", type=int, default=128, help="agents per process")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--logdir", default="runs", help="TensorBoard root directory")
+    parser.add_argument("--device", default=None, help="torch device: cpu, cuda, cuda:1, mps (default: best)")
+    parser.add_argument("--devices", default="1",
+                        help="Lightning devices (processes), e.g. 2 with --strategy ddp")
+    parser.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
+    parser.add_argument("--num-nodes", type=int, default=1)
+    parser.add_argument("--ckpt-path", default=None, help="resume this checkpoint")
+    parser.add_argument("--env-param", "-p", action="append", type=_parse_param, default=[],
+                        metavar="KEY=VALUE", help="environment/problem parameter (repeatable), e.g. Nx=51")
+    parser.add_argument("--hparam", action="append", type=_parse_param, default=[], metavar="KEY=VALUE",
+                        help="hyperparameter override (repeatable), e.g. learning_rate=3e-4")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from mfg_rl import SolverError
+    from mfg_rl.agents import train
+
+    devices: int | str = int(args.devices) if args.devices.isdigit() else args.devices
+    try:
+        result = train(args.env_id, algo=args.algo, regime=args.regime, steps=args.steps,
+                       num_envs=args.num_envs, seed=args.seed, logdir=args.logdir, device=args.device,
+                       progress=not args.quiet, ckpt_path=args.ckpt_path, env_kwargs=dict(args.env_param),
+                       devices=devices, strategy=args.strategy, num_nodes=args.num_nodes, **dict(args.hparam))
+    except (TypeError, ValueError, ImportError, SolverError, FileNotFoundError) as exc:
+        print(f"mfg-rl train: {exc}", file=sys.stderr)
+        return 1
+    if result.after is not None:
+        print(result.summary())
+    return 0
+
+
+def _add_bench(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "bench", help="re-score a saved agent against the equilibrium",
+        description="Load CHECKPOINT (written by `mfg-rl train`) and print its exploitability, value gap "
+        "and density distance to the equilibrium.",
+    )
+    parser.add_argument("checkpoint", help="path of a .ckpt file")
+    parser.add_argument("--device", default="cpu")
+    parser.set_defaults(run=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from mfg_rl import SolverError
+    from mfg_rl.agents import bench
+
+    try:
+        agent, score = bench(args.checkpoint, device=args.device)
+    except (TypeError, ValueError, ImportError, SolverError, FileNotFoundError, KeyError) as exc:
+        print(f"mfg-rl bench: {exc}", file=sys.stderr)
+        return 1
+    print(f"{agent.env_id}  {agent.algo}  {agent.regime}  {agent.env_steps:,} env steps  "
+          f"{agent.iterations} iterations")
+    for key, value in score.items():
+        initial = "" if not agent.initial else f"   (initial policy {agent.initial[key]:>11.4e})"
+        print(f"  {key.replace('_', ' '):<20} {value:>11.4e}{initial}")
+    return 0
+
+
+COMMANDS: tuple[Callable[[Any], None], ...] = (_add_backends, _add_list, _add_solve, _add_train, _add_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

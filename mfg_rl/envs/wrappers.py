@@ -35,6 +35,16 @@ class TorchEpisodeStatistics(VectorWrapper):
         self._lengths: Any = None
         self._start: Any = None
 
+    def state_dict(self) -> dict[str, Any]:
+        """Running returns and lengths of the unfinished episodes (for checkpoints)."""
+        return {"returns": self._returns.clone(), "lengths": self._lengths.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the episodes of ``state_dict()`` (call after ``reset``)."""
+        device = self._returns.device
+        self._returns = state["returns"].to(device)
+        self._lengths = state["lengths"].to(device)
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         import time
 

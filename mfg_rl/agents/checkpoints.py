@@ -1,0 +1,80 @@
+"""Re-score a saved agent: load a training checkpoint as a policy, without Lightning."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mfg_rl.agents.config import hyperparameters
+from mfg_rl.agents.networks import ActorCritic, ObservationPolicy
+
+
+@dataclass
+class LoadedAgent:
+    """A trained agent back from a checkpoint: its policy, network, env and run counters."""
+
+    policy: ObservationPolicy
+    model: ActorCritic
+    env: Any
+    env_id: str
+    algo: str
+    regime: str
+    env_steps: int
+    iterations: int
+    initial: dict[str, float] | None
+
+
+def _make_env(env_id: str, device: Any, env_kwargs: dict[str, Any]) -> Any:
+    import gymnasium
+
+    import mfg_rl  # noqa: F401  (registers the ids)
+
+    return gymnasium.make_vec(env_id, num_envs=1, device=device, **env_kwargs)
+
+
+def load_agent(checkpoint: str | Path, device: Any = "cpu") -> LoadedAgent:
+    """The agent of a ``train`` checkpoint, with the crowd it was trained against.
+
+    Example:
+        >>> agent = load_agent("runs/LQ1D-v0-ppo-best-response/version_0/checkpoints/last.ckpt")
+        ... # doctest: +SKIP
+        >>> alpha = agent.policy(t, x)  # doctest: +SKIP
+    """
+    import torch
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    import pickle
+
+    try:  # tensors, numbers and strings only: nothing in a checkpoint runs code
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = next((line for line in lines if "error:" in line), lines[0] if lines else type(exc).__name__)
+        raise ValueError(f"{path} is not a loadable mfg_rl.agents checkpoint: {reason}") from None
+    if "mfg_rl" not in state or "hyper_parameters" not in state:
+        raise ValueError(f"{path} is not an mfg_rl.agents checkpoint (no run state)")
+    hp = state["hyper_parameters"]
+    run = state["mfg_rl"]
+    known = {"env_id", "algo", "regime", "num_envs", "seed", "iterations", "env_kwargs", "spaces"}
+    params = hyperparameters(hp["algo"], {k: v for k, v in hp.items() if k not in known})
+    env = _make_env(hp["env_id"], device, dict(hp.get("env_kwargs") or {}))
+    env.set_crowd(run["crowd"].double().numpy())
+    obs_dim, act_dim, max_action = hp["spaces"]
+    model = ActorCritic(obs_dim, act_dim, params.hidden, params.log_std_init, max_action)
+    weights = {k.removeprefix("model."): v for k, v in state["state_dict"].items() if k.startswith("model.")}
+    model.load_state_dict(weights)
+    model.to(device).eval()
+    return LoadedAgent(policy=ObservationPolicy(model, env.game), model=model, env=env, env_id=hp["env_id"],
+                       algo=hp["algo"], regime=hp["regime"], env_steps=int(run["env_steps"]),
+                       iterations=int(run["iteration"]), initial=run.get("initial"))
+
+
+def bench(checkpoint: str | Path, device: Any = "cpu") -> tuple[LoadedAgent, Any]:
+    """``(agent, score)``: the checkpoint's policy scored by ``mfg_rl.benchmark.evaluate``."""
+    from mfg_rl.benchmark import evaluate
+
+    agent = load_agent(checkpoint, device)
+    return agent, evaluate(agent.policy, agent.env.equilibrium, backend="numpy", device=device)

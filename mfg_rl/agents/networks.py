@@ -1,0 +1,144 @@
+"""The actor-critic networks: observation normaliser, Gaussian actor, value critic.
+
+    obs_n  = clip((obs - mean) / sqrt(var + eps), -c, c)          (running statistics)
+    alpha  ~ N(mu_theta(obs_n), diag(exp(log_std))^2)            (log_std state-independent)
+    V(obs) = v_phi(obs_n)
+
+Separate actor and critic MLPs (64x64 tanh), orthogonal initialisation with gain sqrt(2)
+for hidden layers, 0.01 for the actor head and 1 for the critic head: the defaults of
+CleanRL's ``ppo_continuous_action.py`` and Stable-Baselines3 (Engstrom et al. 2020,
+"Implementation matters in deep policy gradients").
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class RunningNormalizer(nn.Module):
+    """Running mean and variance of observations (Chan et al. parallel update), as buffers.
+
+    The statistics live in ``state_dict()`` so they go into checkpoints with the weights.
+    ``update`` takes a batch ``(B, D)``; under data parallelism pass ``reduce`` (summing a
+    tensor over processes) so that every process keeps the same statistics.
+    """
+
+    def __init__(self, size: int, clip: float = 10.0, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.clip = clip
+        self.eps = eps
+        self.register_buffer("mean", torch.zeros(size, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(size, dtype=torch.float64))
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, batch: torch.Tensor, reduce: Any = None) -> None:
+        x = batch.reshape(-1, self.mean.numel()).to(torch.float64)
+        # [count, sum, sum of squares] summed over processes, then moments of the batch
+        moments = torch.cat([x.new_tensor([x.shape[0]]), x.sum(0), (x * x).sum(0)])
+        if reduce is not None:
+            moments = reduce(moments)
+        size = self.mean.numel()
+        n, total, squares = moments[0], moments[1 : 1 + size], moments[1 + size :]
+        batch_mean = total / n
+        batch_var = torch.clamp(squares / n - batch_mean**2, min=0.0)
+        count = self.count + n
+        delta = batch_mean - self.mean
+        self.mean.add_(delta * n / count)
+        m2 = self.var * self.count + batch_var * n + delta**2 * self.count * n / count
+        self.var.copy_(m2 / count)
+        self.count.copy_(count)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        scale = torch.sqrt(self.var + self.eps).to(obs.dtype)
+        return torch.clamp((obs - self.mean.to(obs.dtype)) / scale, -self.clip, self.clip)
+
+
+def layer(inputs: int, outputs: int, gain: float = math.sqrt(2.0)) -> nn.Linear:
+    """A linear layer with orthogonal weights of ``gain`` and zero bias."""
+    linear = nn.Linear(inputs, outputs)
+    nn.init.orthogonal_(linear.weight, gain)
+    nn.init.zeros_(linear.bias)
+    return linear
+
+
+def mlp(inputs: int, outputs: int, hidden: tuple[int, ...], head_gain: float) -> nn.Sequential:
+    sizes = (inputs, *hidden)
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [layer(a, b), nn.Tanh()]
+    return nn.Sequential(*layers, layer(sizes[-1], outputs, head_gain))
+
+
+class ActorCritic(nn.Module):
+    """Gaussian policy with state-independent log-std and a value function, on normalised obs.
+
+    Args:
+        obs_dim: observation size ``2 + d``.
+        act_dim: action size ``d``.
+        hidden: hidden layer widths of both MLPs.
+        log_std_init: initial ``log_std`` of every action component.
+        max_action: bound the deterministic action ``mu`` is clipped to (as the env does).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (64, 64),
+                 log_std_init: float = 0.0, max_action: float = math.inf) -> None:
+        super().__init__()
+        self.normalizer = RunningNormalizer(obs_dim)
+        self.actor = mlp(obs_dim, act_dim, hidden, head_gain=0.01)
+        self.critic = mlp(obs_dim, 1, hidden, head_gain=1.0)
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
+        self.max_action = float(max_action)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """``V(obs)``, shape ``(B,)``."""
+        return self.critic(self.normalizer(obs))[:, 0]
+
+    def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
+        mean = self.actor(self.normalizer(obs))
+        return torch.distributions.Normal(mean, self.log_std.exp().expand_as(mean))
+
+    def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``(log pi(a|obs), entropy, V(obs))``, each ``(B,)``, for the loss."""
+        dist = self.distribution(obs)
+        return dist.log_prob(actions).sum(-1), dist.entropy().sum(-1), self.value(obs)
+
+    @torch.no_grad()
+    def sample(self, obs: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """``(actions, log_probs, values)`` for a rollout; noise from ``generator`` only."""
+        dist = self.distribution(obs)
+        noise = torch.randn(dist.mean.shape, generator=generator, device=obs.device, dtype=obs.dtype)
+        actions = dist.mean + dist.stddev * noise
+        return actions, dist.log_prob(actions).sum(-1), self.value(obs)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """The deterministic control: the mean ``mu(obs)`` clipped to ``max_action``, ``(B, d)``."""
+        mean = self.actor(self.normalizer(obs))
+        return torch.clamp(mean, -self.max_action, self.max_action)
+
+
+class ObservationPolicy:
+    """A policy of observations turned into the benchmark's ``policy(t, x) -> alpha``.
+
+    ``t`` ``(N,)``, ``x`` ``(N,)`` in 1D or ``(N, d)``; the density part of the observation is
+    read from ``game``'s current crowd (``game.observe``), as the agent saw it in training.
+    """
+
+    def __init__(self, model: ActorCritic, game: Any) -> None:
+        self.model = model
+        self.game = game
+
+    def __call__(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        device = self.game.device
+        t = torch.as_tensor(t, dtype=torch.float32, device=device).reshape(-1)
+        x = torch.as_tensor(x, dtype=torch.float32, device=device)
+        points = x[:, None] if x.ndim == 1 else x
+        param = next(self.model.parameters())
+        obs = self.game.observe(t, points).to(param.device)
+        alpha = self.model.act(obs).to(device)
+        return alpha[:, 0] if x.ndim == 1 else alpha

@@ -1,0 +1,153 @@
+"""Actor-critic agents: building blocks, both algorithms and regimes, exact resume from checkpoints."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mfg_rl.agents.config import Hyperparameters, defaults, hyperparameters
+from mfg_rl.agents.networks import ActorCritic, RunningNormalizer
+from mfg_rl.agents.regimes import FictitiousPlay
+from mfg_rl.agents.rollout import Rollout, compute_gae
+
+TINY = {"Nx": 51, "Nt": 10}
+FAST = {"num_envs": 32, "progress": False, "env_kwargs": TINY, "update_epochs": 2, "num_minibatches": 2}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MFG_RL_CACHE", str(tmp_path_factory.mktemp("cache")))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        yield
+        torch.set_num_threads(threads)
+
+
+# -- building blocks (no Lightning) -----------------------------------------------------------
+
+
+def test_import_agents_does_not_load_lightning() -> None:
+    probe = ("import sys, json, mfg_rl.agents; from mfg_rl.agents import Hyperparameters; "
+             "print(json.dumps([m for m in ('lightning', 'pytorch_lightning') if m in sys.modules]))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                            check=True)
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_hyperparameter_defaults_and_overrides() -> None:
+    ppo, a2c = defaults("ppo"), defaults("a2c")
+    assert (ppo.clip_coef, ppo.gae_lambda, ppo.gamma, ppo.norm_adv) == (0.2, 0.95, 1.0, True)
+    assert (a2c.update_epochs, a2c.num_minibatches, a2c.optimizer) == (1, 1, "rmsprop")
+    assert hyperparameters("ppo", {"learning_rate": 3e-4}).learning_rate == 3e-4
+    with pytest.raises(TypeError, match="lerning_rate"):
+        hyperparameters("ppo", {"lerning_rate": 3e-4})
+    with pytest.raises(ValueError, match="algo"):
+        defaults("dqn")
+    assert isinstance(ppo, Hyperparameters)
+
+
+def test_gae_matches_the_recursion_by_hand() -> None:
+    rewards = torch.tensor([[1.0], [2.0], [3.0]])
+    values = torch.tensor([[0.5], [0.25], [1.0]])
+    dones = torch.tensor([[False], [True], [False]])
+    rollout = Rollout(obs=torch.zeros(3, 1, 2), actions=torch.zeros(3, 1, 1), log_probs=torch.zeros(3, 1),
+                      values=values, rewards=rewards, dones=dones)
+    gamma, lam, last = 0.9, 0.8, torch.tensor([2.0])
+    compute_gae(rollout, last, gamma, lam)
+    a2 = 3.0 + gamma * 2.0 - 1.0
+    a1 = 2.0 - 0.25  # episode ends: no bootstrap, no carry
+    a0 = (1.0 + gamma * 0.25 - 0.5) + gamma * lam * a1
+    assert torch.allclose(rollout.advantages[:, 0], torch.tensor([a0, a1, a2]))
+    assert torch.allclose(rollout.returns, rollout.advantages + values)
+
+
+def test_running_normalizer_equals_the_statistics_of_all_batches() -> None:
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.randn(n, 3, generator=gen) * 2 + 1 for n in (5, 17, 40)]
+    norm = RunningNormalizer(3)
+    for batch in batches:
+        norm.update(batch)
+    data = torch.cat(batches).double()
+    assert torch.allclose(norm.mean, data.mean(0))
+    assert torch.allclose(norm.var, data.var(0, unbiased=False))
+    assert "mean" in norm.state_dict() and "count" in norm.state_dict()
+
+
+def test_actor_critic_init_and_deterministic_sampling() -> None:
+    torch.manual_seed(0)
+    model = ActorCritic(3, 1, log_std_init=-0.5, max_action=2.0)
+    assert torch.allclose(model.log_std, torch.full((1,), -0.5))
+    head = model.actor[-1].weight
+    assert torch.allclose(head @ head.T, torch.full((1, 1), 0.01**2), atol=1e-7)  # orthogonal, gain 0.01
+    obs = torch.randn(8, 3)
+    a1 = model.sample(obs, torch.Generator().manual_seed(3))[0]
+    a2 = model.sample(obs, torch.Generator().manual_seed(3))[0]
+    assert torch.equal(a1, a2)
+    assert model.act(obs * 1e3).abs().max() <= 2.0
+
+
+def test_fictitious_play_averages_the_crowds() -> None:
+    fp = FictitiousPlay()
+    crowds = [np.full((2, 3), float(k)) for k in range(4)]
+    for m in crowds:
+        fp.add(m)
+    assert fp.count == 4 and np.allclose(fp.m_bar, np.mean(crowds, axis=0))
+    copy = FictitiousPlay()
+    copy.load_state_dict(fp.state_dict())
+    assert copy.count == 4 and np.array_equal(copy.m_bar, fp.m_bar)
+
+
+# -- training (Lightning) ---------------------------------------------------------------------
+
+
+def _stop_after(iterations: int) -> object:
+    import lightning.pytorch as pl
+
+    class StopAfter(pl.Callback):
+        def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            if module.iteration >= iterations:
+                trainer.should_stop = True
+
+    return StopAfter()
+
+
+def test_resume_from_checkpoint_continues_the_same_run(tmp_path: Path) -> None:
+    from mfg_rl.agents import train
+
+    steps = 4 * 10 * 32  # four iterations of one horizon (Nt=10) by 32 agents
+    full = train(steps=steps, logdir=tmp_path / "full", seed=3, **FAST)
+    first = train(steps=steps, logdir=tmp_path / "split", seed=3, ckpt_every=1, callbacks=[_stop_after(2)],
+                  **FAST)
+    assert first.iterations == 2 and first.env_steps == steps // 2
+    ckpt = torch.load(first.checkpoint, weights_only=False)
+    assert ckpt["mfg_rl"]["env_steps"] == steps // 2
+    resumed = train(steps=steps, logdir=tmp_path / "split", seed=3, ckpt_path=first.checkpoint, **FAST)
+    assert (resumed.iterations, resumed.env_steps) == (full.iterations, full.env_steps) == (4, steps)
+    state, expected = resumed.model.state_dict(), full.model.state_dict()
+    assert state.keys() == expected.keys()
+    for key in expected:  # weights, log-std and the normaliser's running statistics, bit for bit
+        assert torch.equal(state[key], expected[key]), key
+    assert resumed.before == full.before
+    assert resumed.after == full.after
+
+
+def test_fictitious_play_and_a2c_run_and_score(tmp_path: Path) -> None:
+    from mfg_rl.agents import bench, train
+
+    fp = train(regime="fictitious-play", steps=6 * 10 * 32, logdir=tmp_path, fp_every=2, **FAST)
+    run = torch.load(fp.checkpoint, weights_only=False)["mfg_rl"]
+    assert run["fictitious_play"]["count"] == 1 + 3  # the initial crowd and one per two iterations
+    assert np.allclose(run["crowd"], run["fictitious_play"]["m_bar"], atol=1e-5)
+    assert 0.0 <= fp.after["exploitability"] < fp.before["exploitability"]
+    a2c = train(algo="a2c", steps=2 * 10 * 32, logdir=tmp_path, **FAST)
+    assert a2c.iterations == 2 and np.isfinite(a2c.after["exploitability"])
+    agent, score = bench(a2c.checkpoint)
+    assert (agent.algo, agent.env_steps) == ("a2c", a2c.env_steps)
+    assert score.exploitability == pytest.approx(a2c.after["exploitability"], rel=1e-9)
