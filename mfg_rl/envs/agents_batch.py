@@ -61,7 +61,8 @@ class AgentBatch:
         self.level = torch.zeros(num_agents, dtype=torch.int64, device=self.device)
         self.inside = torch.ones(num_agents, dtype=torch.bool, device=self.device)
         self.table = game.table
-        self.here = torch.zeros(num_agents, game.table.shape[-1], dtype=torch.float32, device=self.device)
+        self.here = tuple(torch.zeros(num_agents, dtype=torch.float32, device=self.device)
+                          for _ in range(game.table.shape[-1]))  # (m, F[, W]) at each agent
 
     @property
     def empirical(self) -> bool:
@@ -72,17 +73,21 @@ class AgentBatch:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: positions, clocks, crowd, RNG state."""
+        import torch
+
         return {"x": self.x.clone(), "level": self.level.clone(), "inside": self.inside.clone(),
-                "here": self.here.clone(), "table": self.table.clone(),
+                "here": torch.stack(self.here, dim=1), "table": self.table.clone(),
                 "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key in ("x", "level", "inside", "here", "table"):
+        """Restore ``state_dict()``'s state (agents, crowd, random stream)."""
+        for key in ("x", "level", "inside", "table"):
             value = state[key]
             if tuple(value.shape) != tuple(getattr(self, key).shape) and key != "table":
                 raise ValueError(f"state {key!r} has shape {tuple(value.shape)}, "
                                  f"expected {tuple(getattr(self, key).shape)}")
             setattr(self, key, value.to(self.device))
+        self.here = tuple(state["here"].to(self.device).unbind(1))
         self.generator.set_state(state["generator"])
 
     def reset(self, mask: Any = None) -> None:
@@ -112,14 +117,16 @@ class AgentBatch:
         elif mask is None or bool(mask.all()):
             self.here = self.game.lookup(self.table, self.level, self.x)
         else:
-            self.here[mask] = self.game.lookup(self.table, self.level[mask], self.x[mask])
+            for channel, value in zip(self.here, self.game.lookup(self.table, self.level[mask], self.x[mask]),
+                                      strict=True):
+                channel[mask] = value
 
     def observation(self) -> Any:
         """``(N, 2 + d)`` float32: ``[t/T, x_1..x_d, m(t, x)]``."""
         import torch
 
         time = (self.level.to(torch.float32) / self.game.Nt)[:, None]
-        return torch.cat([time, self.x, self.here[:, :1]], dim=1)
+        return torch.cat([time, self.x, self.here[0][:, None]], dim=1)
 
     def step(self, action: Any) -> StepResult:
         """Advance every agent by ``dt`` under ``action`` ``(N, d)`` (already validated)."""
@@ -131,9 +138,9 @@ class AgentBatch:
         alpha = torch.clamp(action, -limit, limit)
         speed2 = torch.sum(alpha * alpha, dim=1) if game.ndim > 1 else torch.square(alpha[:, 0])
         if game.congestion:
-            reward = torch.addcdiv(self.here[:, 1], speed2, self.here[:, 2], value=0.5)
+            reward = torch.addcdiv(self.here[1], speed2, self.here[2], value=0.5)
         else:
-            reward = torch.add(self.here[:, 1], speed2, alpha=0.5 / game.constant_weight)
+            reward = torch.add(self.here[1], speed2, alpha=0.5 / game.constant_weight)
         reward = reward.mul_(-game.dt)
         moved = torch.randn(self.x.shape, generator=self.generator, device=self.device, dtype=self.x.dtype)
         moved = moved.mul_(game.sigma * game.dt**0.5).add_(alpha, alpha=game.dt).add_(self.x)
@@ -151,7 +158,7 @@ class AgentBatch:
         terminated = final if self.empirical else final | exited
         if bool(final.any()):
             paying = final & (self.inside if self.empirical else ~exited)
-            reward = reward - torch.where(paying, self.here[:, 1], 0.0)
+            reward = reward - torch.where(paying, self.here[1], 0.0)
         if game.exit_cost != 0.0:
             reward = reward - torch.where(exited, game.exit_cost, 0.0)
         return StepResult(reward=reward, terminated=terminated, exited=exited, clipped=clipped)

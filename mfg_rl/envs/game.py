@@ -130,12 +130,12 @@ class Game:
 
         table = self.table if table is None else table
         level = torch.clamp(torch.round(t * (self.Nt / self.T)).to(torch.int64), 0, table.shape[0] - 1)
-        density = self.lookup(table, level, x)[:, :1]
-        return torch.cat([(level.to(torch.float32) / self.Nt)[:, None], x, density], dim=1)
+        density = self.lookup(table, level, x)[0]
+        return torch.cat([(level.to(torch.float32) / self.Nt)[:, None], x, density[:, None]], dim=1)
 
     # -- the crowd at the agents ------------------------------------------------------
     def lookup(self, table: Any, level: Any, x: Any) -> Any:
-        """``table[level](x)`` per agent: ``(N, C)`` from ``level`` ``(N,)`` and ``x`` ``(N, d)``."""
+        """``table[level](x)`` per agent: C tensors ``(N,)`` from ``level`` ``(N,)`` and ``x`` ``(N, d)``."""
         points = x[:, 0] if self.ndim == 1 else x
         return interp_levels(self.xp, self.grid, table, level, points)
 

@@ -45,7 +45,7 @@ class EquilibriumPolicy:
         x = torch.as_tensor(x, dtype=torch.float32, device=self.device)
         level = torch.clamp(torch.round(t * (self.Nt / self.T)).to(torch.int64), 0, self.Nt)
         alpha = interp_levels(self.xp, self.problem.grid, self.table, level, x)
-        return alpha[:, 0] if self.ndim == 1 and x.ndim == 1 else alpha
+        return alpha[0] if self.ndim == 1 and x.ndim == 1 else torch.stack(alpha, dim=1)
 
     def act(self, obs: Any) -> Any:
         """Actions ``(N, d)`` from observations ``(N, 2 + d)``."""
