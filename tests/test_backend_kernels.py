@@ -384,3 +384,60 @@ def test_interp_rejects_bad_input(backend64) -> None:
         backend64.interp(grid, np.zeros((8, 8)), np.zeros(3))
     with pytest.raises(ValueError, match="finite"):
         backend64.interp(grid, np.zeros((8, 8)), np.array([[0.5, np.nan]]))
+
+
+@pytest.mark.parametrize(
+    "grid",
+    [
+        Grid([(-1.0, 2.0)], 40, boundary="no_flux"),
+        Grid([(0.0, 1.0)], 32, boundary="periodic"),
+        Grid([(0.0, 1.0)], 30, boundary=[("no_flux", "exit")]),
+        Grid([(0.0, 1.0)], 30, boundary="exit"),
+        Grid([(-1.0, 1.0), (0.0, 2.0)], (20, 24), boundary=["no_flux", "periodic"]),
+    ],
+    ids=lambda g: f"{g.ndim}D-{g.boundary}",
+)
+def test_box_lattice_fast_path_equals_validated_kde_and_interp(backend64, grid: Grid) -> None:
+    """The trusted binned path (points inside the box) is the validated ``kde``/``interp`` to round-off."""
+    from mfg_rl.backends.interp import interp
+    from mfg_rl.backends.kde import axis_kinds, kde
+    from mfg_rl.backends.kde_binned import BoxLattice
+
+    xp, rng = backend64.xp, np.random.default_rng(11)
+    lo, hi = np.array(grid.bounds).T
+    points = lo + (hi - lo) * rng.beta(0.4, 0.4, (N, grid.ndim))
+    points[:3] = lo  # on the faces: the lattice's ends
+    points[3:6] = hi
+    weights = rng.uniform(0.0, 1.0, N)
+    sigma = tuple(2.0 * h for h in grid.spacing)
+    pts = points[:, 0] if grid.ndim == 1 else points
+    reference = backend64.to_numpy(kde(xp, backend64.asarray(pts), backend64.asarray(weights), grid,
+                                       bandwidth=sigma, method="binned", reflect=True))
+    lattice = BoxLattice(grid, axis_kinds(grid, reflect=True))
+    cols = [lattice.to_units(xp, backend64.asarray(points[:, k]), k) for k in range(grid.ndim)]
+    located = lattice.locate(xp, cols)
+    half = N // 2  # sums of chunks are the sums of all
+    first = lattice.bin(xp, [(j[:half], f[:half]) for j, f in located], backend64.asarray(weights[:half]),
+                        backend64.dtype)
+    second = lattice.bin(xp, [(j[half:], f[half:]) for j, f in located], backend64.asarray(weights[half:]),
+                         backend64.dtype)
+    sums = [a + b for a, b in zip(first, second, strict=True)]
+    from array_api_compat import device
+
+    fast = backend64.to_numpy(lattice.density(xp, sums, sigma, backend64.dtype, device(sums[0])))
+    assert rel_err(fast, reference) <= 1e-12
+    # weighted moments from the bins: exact up to round-off
+    w = weights / weights.sum()
+    squares = [float(xp.sum(backend64.asarray(weights) * f * f)) for _, f in located]
+    for k, (mean, var) in enumerate(lattice.moments(xp, sums, squares)):
+        np.testing.assert_allclose(mean, w @ points[:, k], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(var, w @ (points[:, k] - w @ points[:, k]) ** 2, rtol=1e-10)
+    # the lattice table interpolates as interp does
+    values = rng.normal(size=(2, *grid.shape))
+    table = lattice.table(xp, backend64.asarray(values))
+    fast_interp = backend64.to_numpy(lattice.interpolate(xp, [t[1] for t in table], located))
+    np.testing.assert_allclose(fast_interp, backend64.to_numpy(interp(xp, grid, backend64.asarray(values[1]),
+                                                                      backend64.asarray(pts))),
+                               rtol=0, atol=1e-12)
+    back = [backend64.to_numpy(lattice.from_units(xp, c, k)) for k, c in enumerate(cols)]
+    np.testing.assert_allclose(np.stack(back, axis=1), points, rtol=0, atol=1e-13)

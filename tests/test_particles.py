@@ -161,6 +161,101 @@ def test_solve_rejects_bad_particle_options(kwargs, match):
 
 def test_particle_fp_rejects_bad_arguments():
     for kwargs, match in (({"bandwidth": "wide"}, "bandwidth"), ({"bandwidth": -1.0}, "bandwidth"),
-                          ({"kde_method": "fast"}, "kde_method"), ({"n_particles": 1}, "n_particles")):
+                          ({"kde_method": "fast"}, "kde_method"), ({"n_particles": 1}, "n_particles"),
+                          ({"dtype": "float16"}, "dtype")):
         with pytest.raises(ValueError, match=match):
             ParticleFP(**({"n_particles": 100} | kwargs))
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("problem_name", ["lq-1d", "crowd-exit-1d"])
+def test_float32_particles_agree_with_float64_to_round_off(name, problem_name):
+    """Same noise stream (drawn in float64): float32 positions change the density by round-off."""
+    problem = problems.make(problem_name, Nx=101, Nt=40)
+    backend = create_backend(name, device="cpu" if name == "torch" else None)
+    disc = DiscreteMFG(problem, backend)
+    m = disc.xp.stack([disc.m0] * (problem.time.Nt + 1))
+    u = Sequential().hjb(disc, m).u
+    runs = [ParticleFP(50_000, seed=5, dtype=dtype).simulate(disc, u, m) for dtype in ("float64", "float32")]
+    assert str(runs[1].positions.dtype).endswith("float32") and str(runs[1].m.dtype).endswith("float64")
+    h = problem.grid.spacing[0]
+    l1 = np.max(np.sum(np.abs(backend.to_numpy(runs[0].m) - backend.to_numpy(runs[1].m)), axis=1)) * h
+    assert l1 < 1e-5, l1  # measured ~1e-7; the Monte Carlo error is ~1e-2
+    np.testing.assert_allclose(runs[1].inside + runs[1].exited, 1.0, rtol=0, atol=1e-12)
+    assert np.max(np.abs(runs[0].exited - runs[1].exited)) <= 1e-4  # a few particles at the exit may flip
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_chunks_and_prefetched_noise_do_not_change_results(name, monkeypatch):
+    """Chunked steps and noise drawn ahead on a thread give the unchunked, serial run to round-off."""
+    from mfg_rl.solvers import particle_noise, particles
+
+    problem = problems.make("crowd-exit-1d", Nx=60, Nt=12)
+    backend = create_backend(name, device="cpu" if name == "torch" else None)
+    disc = DiscreteMFG(problem, backend)
+    m = disc.xp.stack([disc.m0] * (problem.time.Nt + 1))
+    u = Sequential().hjb(disc, m).u
+    runs = []
+    for chunk, prefetch in ((10**9, 10**9), (1000, 1), (4096, 10**9)):
+        monkeypatch.setattr(particles, "STEP_CHUNK_HOST", chunk)
+        monkeypatch.setattr(particle_noise, "PREFETCH_MIN", prefetch)
+        runs.append(ParticleFP(10_000, seed=9, store_paths=True).simulate(disc, u, m))
+    for run in runs[1:]:
+        np.testing.assert_array_equal(backend.to_numpy(run.paths), backend.to_numpy(runs[0].paths))
+        np.testing.assert_allclose(backend.to_numpy(run.m), backend.to_numpy(runs[0].m), rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(run.exited, runs[0].exited)
+        np.testing.assert_allclose(np.array(run.bandwidth), np.array(runs[0].bandwidth), rtol=1e-12)
+
+
+@pytest.mark.parametrize("bandwidth", ["scott", 0.05])
+def test_fast_stepper_matches_the_validated_kde_path(bandwidth):
+    """Each level is ``backend.kde`` of the returned paths (validated path), rescaled to the mass inside."""
+    problem = problems.make("crowd-exit-1d", Nx=80, Nt=10)
+    backend = create_backend("numpy")
+    disc = DiscreteMFG(problem, backend)
+    m = np.stack([disc.m0] * 11)
+    u = Sequential().hjb(disc, m).u
+    run = ParticleFP(5000, seed=1, store_paths=True, bandwidth=bandwidth).simulate(disc, u, m)
+    alive = np.ones(5000)
+    (_, hi), h = problem.grid.bounds[0], problem.grid.spacing[0]
+    assert problem.grid.boundary[0] == ("no_flux", "exit")
+    for level in range(1, 11):
+        alive = alive * (run.paths[level] != hi)  # exited particles are parked on the exit face
+        if alive.sum() < 2:
+            break
+        rho = backend.kde(run.paths[level], alive / 5000, problem.grid, bandwidth=run.bandwidth[level - 1],
+                          method="binned", reflect=True)
+        rho = rho * (run.inside[level] / (rho.sum() * h))
+        np.testing.assert_allclose(run.m[level], rho, rtol=0, atol=1e-10 * run.m[level].max())
+        if isinstance(bandwidth, str):
+            from mfg_rl.backends.kde import rule_bandwidth
+
+            (sigma,) = rule_bandwidth(np, [run.paths[level]], alive, bandwidth)
+            assert abs(max(sigma, 0.5 * h) - run.bandwidth[level - 1][0]) <= 1e-12 * sigma
+
+
+@pytest.mark.skipif("jax" not in available_backends(), reason="jax not installed")
+def test_jax_particles_run_in_one_chunk_and_conserve_mass():
+    problem = problems.make("crowd-exit-1d", Nx=50, Nt=10)
+    backend = create_backend("jax")
+    disc = DiscreteMFG(problem, backend)
+    m = disc.xp.stack([disc.m0] * 11)
+    u = Sequential().hjb(disc, m).u
+    first = ParticleFP(4000, seed=3, store_paths=True).simulate(disc, u, m)
+    again = ParticleFP(4000, seed=3, store_paths=True, dtype="float32").simulate(disc, u, m)
+    np.testing.assert_allclose(first.inside + first.exited, 1.0, rtol=0, atol=1e-12)
+    mass = backend.to_numpy(disc.mass(first.m))
+    np.testing.assert_allclose(mass, first.inside, rtol=0, atol=1e-12)
+    l1 = np.max(np.sum(np.abs(backend.to_numpy(first.m) - backend.to_numpy(again.m)), axis=1))
+    assert l1 * problem.grid.spacing[0] < 1e-5
+
+
+def test_nan_drift_raises_before_binning():
+    from mfg_rl.errors import SolverError
+
+    problem = problems.make("lq-1d", Nx=21, Nt=4)
+    disc = DiscreteMFG(problem, create_backend("numpy"))
+    u, m = exact_fields(problem)
+    u[1, 5:16] = np.nan
+    with pytest.raises(SolverError, match="non-finite"):
+        ParticleFP(1000, seed=0).simulate(disc, u, m)

@@ -64,15 +64,7 @@ def rule_bandwidth(xp: Any, columns: Sequence[Any], weights: Any, rule: str) -> 
         wn = weights / total if total > 0 else weights
         sum_sq = float(xp.sum(wn * wn)) if total > 0 else 1.0
         n_eff, unbias = 1.0 / sum_sq, 1.0 - sum_sq
-    if not n_eff > 1.0 + 1e-12 or unbias <= 0:
-        raise ValueError(
-            f"bandwidth rule {rule!r} needs at least two particles with positive weight "
-            f"(effective sample size {n_eff:g}); pass a float bandwidth instead"
-        )
-    if rule == "scott":
-        factor = n_eff ** (-1.0 / (dim + 4))
-    else:
-        factor = (n_eff * (dim + 2) / 4.0) ** (-1.0 / (dim + 4))
+    factor = rule_factor(rule, dim, n_eff, unbias)
     sigma = []
     for col in columns:
         mean = float(xp.mean(col) if wn is None else xp.matmul(wn, col))
@@ -87,3 +79,16 @@ def rule_bandwidth(xp: Any, columns: Sequence[Any], weights: Any, rule: str) -> 
     return tuple(sigma)
 
 
+def rule_factor(rule: str, dim: int, n_eff: float, unbias: float) -> float:
+    """The rule's ``factor`` for ``n_eff`` (ValueError unless ``n_eff > 1`` and ``unbias > 0``).
+
+    ``sigma_d = factor * sqrt(var_d / unbias)`` with ``var_d`` the weighted (biased) variance.
+    """
+    if not n_eff > 1.0 + 1e-12 or unbias <= 0:
+        raise ValueError(
+            f"bandwidth rule {rule!r} needs at least two particles with positive weight "
+            f"(effective sample size {n_eff:g}); pass a float bandwidth instead"
+        )
+    if rule == "scott":
+        return n_eff ** (-1.0 / (dim + 4))
+    return (n_eff * (dim + 2) / 4.0) ** (-1.0 / (dim + 4))

@@ -26,6 +26,10 @@ Methods:
   whenever sigma spans >= 2 cells in 1D or >= 3 cells in 2D (fewer particles, rougher
   density: 1.4e-3 for N = 2e4 at 3.2 cells in 2D); below that use ``"exact"``.
 
+A trusted fast path of ``"binned"`` for callers that keep their points inside the box
+(no validation, binning chunk by chunk, bandwidth chosen afterwards) is
+``kde_binned.BoxLattice``; the particle Fokker-Planck steps with it.
+
 Bandwidth: ``sigma_d`` in the grid's units, a float (all axes) or one float per axis, or a
 rule computed from the weighted sample (as ``scipy.stats.gaussian_kde``):
 ``n_eff = (sum w)^2 / sum w^2``; factor ``n_eff^(-1/(d+4))`` (``"scott"``) or

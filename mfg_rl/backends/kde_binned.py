@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -154,6 +155,9 @@ def _bin_sum(xp: Any, index: Any, values: Any, size: int, dtype: Any) -> Any:
     if compat.is_numpy_namespace(xp):  # bincount: the fastest host scatter-add
         out = np.bincount(index, weights=values, minlength=size)
         return out.astype(dtype, copy=False)
+    if compat.is_torch_array(index) and index.device.type == "cpu":  # no ones, no zeros
+        out = index.bincount(weights=values, minlength=size)
+        return out if out.dtype == dtype else out.to(dtype)
     if values is None:
         values = xp.ones(index.shape[0], dtype=dtype, device=array_device(index))
     return _scatter_add(xp, xp.zeros(size, dtype=dtype, device=array_device(index)), index, values)
@@ -186,7 +190,6 @@ def binned_kde(
     ranges: list[tuple[float, float]],
 ) -> Any:
     dev, dtype = array_device(cols[0]), cols[0].dtype
-    complex_dtype = xp.complex64 if dtype == xp.float32 else xp.complex128
     plans = [
         _AxisPlan(n, lo, h, sigma[k], kinds[k], ranges[k])
         for k, ((lo, _), n, h) in enumerate(zip(grid.bounds, grid.shape, grid.spacing, strict=True))
@@ -222,6 +225,14 @@ def binned_kde(
                     value = fracs[k] if value is None else value * fracs[k]
             part = _bin_sum(xp, index, value, math.prod(bins), dtype)
             sums[j] = part if sums[j] is None else sums[j] + part
+    return _lattice_density(xp, plans, sums, dtype, dev)
+
+
+def _lattice_density(xp: Any, plans: list[_AxisPlan], sums: list[Any], dtype: Any, dev: Any) -> Any:
+    """Density on the grid nodes from the per-subset bin sums (``None``: no particles)."""
+    subsets = list(np.ndindex(*(2,) * len(plans)))
+    bins = tuple(p.bins for p in plans)
+    complex_dtype = xp.complex64 if dtype == xp.float32 else xp.complex128
     mass = xp.zeros(tuple(b + 1 for b in bins), dtype=dtype, device=dev)
     for subset, total in zip(subsets, sums, strict=True):
         if total is None:  # no particles
@@ -238,3 +249,146 @@ def binned_kde(
     return xp.clip(mass, min=0.0)  # FFT round-off leaves ~1e-17 * max negatives in empty regions
 
 
+class BoxLattice:
+    """Trusted fast path of the binned KDE for points known to be finite and inside the box.
+
+    For callers that guarantee ``lo_d <= p_d <= hi_d`` (the particle stepper folds its
+    particles back every step): no finiteness, min/max or folding passes, and a lattice
+    fixed by the box, so that chunks of points are binned as they are produced and the
+    bandwidth is chosen afterwards. Points are held in lattice units,
+    ``s = (p - lo)/h - 1/2 - first`` (``to_units``; the box is ``box[d]``, ``s >= 1/2``):
+    ``locate`` splits ``s`` into its bin ``floor(s)`` and the weight of the right node, a
+    split that also serves the linear interpolation of a field on the lattice (``table``,
+    ``interpolate``). Points outside the box give wrong (finite, in-range) results; the
+    public ``kde`` validates. ``kinds`` as ``kde.axis_kinds``.
+    """
+
+    def __init__(self, grid: Grid, kinds: list[str]) -> None:
+        self.grid = grid
+        # for points in the box the plan's lattice does not depend on sigma (any sigma > 0
+        # reaches >= 1 node past the box): plan with sigma = h, swap the kernel in density
+        self.plans = [
+            _AxisPlan(n, lo, h, h, kind, (lo, hi))
+            for (lo, hi), n, h, kind in zip(grid.bounds, grid.shape, grid.spacing, kinds, strict=True)
+        ]
+        self.bins = tuple(p.bins for p in self.plans)
+        self.size = math.prod(self.bins)
+        if self.size > MAX_LATTICE:
+            raise ValueError(f"binned KDE would need a lattice of {self.size} nodes (limit {MAX_LATTICE})")
+        self.strides = [math.prod(self.bins[k + 1 :]) for k in range(grid.ndim)]
+        self.table_shape = tuple(b + 1 for b in self.bins)  # lattice nodes first .. last + 1
+        self.table_strides = [math.prod(self.table_shape[k + 1 :]) for k in range(grid.ndim)]
+        self.box = [(-0.5 - p.first, p.n - 0.5 - p.first) for p in self.plans]  # exact in floats
+        self.subsets = list(np.ndindex(*(2,) * grid.ndim))
+
+    def to_units(self, xp: Any, p: Any, axis: int) -> Any:
+        """Coordinates ``p`` along ``axis`` in lattice units ``s``."""
+        plan = self.plans[axis]
+        return (p - plan.lo) * (1.0 / plan.h) - (0.5 + plan.first)
+
+    def from_units(self, xp: Any, s: Any, axis: int) -> Any:
+        """Lattice units back to coordinates along ``axis``."""
+        plan = self.plans[axis]
+        return plan.lo + (s + (0.5 + plan.first)) * plan.h
+
+    def locate(self, xp: Any, cols: list[Any]) -> list[tuple[Any, Any]]:
+        """Per axis, for ``s`` in the box: bin ``floor(s)`` (int64) and right-node weight ``s - floor(s)``."""
+        out = []
+        for s in cols:
+            left = xp.astype(s, xp.int64)  # truncation is floor: s >= 1/2
+            out.append((left, s - xp.astype(left, s.dtype)))
+        return out
+
+    def table(self, xp: Any, values: Any) -> list[Any]:
+        """Fields ``(L, *grid.shape)`` on the lattice nodes, as ``interpolate`` reads them.
+
+        Nodes beyond the grid take the nearest node's value (a periodic axis wraps), so the
+        interpolation clamps as ``interp`` does. 1D: the values and the slopes to the next
+        node, ``(L, bins)`` each; else the flat values ``(L, prod(bins + 1))``.
+        """
+        for k, plan in enumerate(self.plans):
+            nodes = np.arange(plan.first, plan.last + 2)
+            nodes = nodes % plan.n if plan.kind == "periodic" else np.clip(nodes, 0, plan.n - 1)
+            values = xp.take(values, xp.asarray(nodes, device=array_device(values)), axis=k + 1)
+        if len(self.plans) == 1:
+            return [values[:, :-1], values[:, 1:] - values[:, :-1]]
+        return [xp.reshape(values, (values.shape[0], -1))]
+
+    def interpolate(self, xp: Any, rows: list[Any], located: list[tuple[Any, Any]]) -> Any:
+        """Linear (multilinear) interpolation at located points of one level of a ``table``."""
+        from mfg_rl.backends.interp import _gather
+
+        if len(located) == 1:  # f0 + frac (f1 - f0)
+            left, frac = located[0]
+            return _gather(xp, rows[0], left) + frac * _gather(xp, rows[1], left)
+        index = self._index(located, self.table_strides)
+        out = None
+        for corner in self.subsets:
+            weight, shift = None, 0
+            for (_, frac), chosen, stride in zip(located, corner, self.table_strides, strict=True):
+                w = frac if chosen else 1.0 - frac
+                weight = w if weight is None else weight * w
+                shift += stride * chosen
+            term = weight * _gather(xp, rows[0], index + shift if shift else index)
+            out = term if out is None else out + term
+        return out
+
+    @staticmethod
+    def _index(located: list[tuple[Any, Any]], strides: list[int]) -> Any:
+        index = None
+        for (left, _), stride in zip(located, strides, strict=True):
+            term = left if stride == 1 else left * stride
+            index = term if index is None else index + term
+        return index
+
+    def bin(self, xp: Any, located: list[tuple[Any, Any]], weights: Any, dtype: Any) -> list[Any]:
+        """Per axis subset ``K``: ``out[j] = sum_{bin p = j} w_p prod_{k in K} f_k`` in ``dtype``.
+
+        ``weights`` ``(n,)`` or None (1 each). Sums of chunks add up to the sums of all.
+        """
+        index = self._index(located, self.strides)
+        out = []
+        for subset in self.subsets:
+            value = weights
+            for (_, frac), chosen in zip(located, subset, strict=True):
+                if chosen:
+                    value = frac if value is None else value * frac
+            if value is not None and value.dtype != dtype:
+                value = xp.astype(value, dtype)
+            out.append(_bin_sum(xp, index, value, self.size, dtype))
+        return out
+
+    def moments(self, xp: Any, sums: list[Any], squares: list[float]) -> list[tuple[float, float]]:
+        """Per axis the weighted mean and (biased) variance of the binned points, grid units.
+
+        Exact up to round-off, as ``s = bin + f`` exactly: ``sum w s = sum_j (j c_j + F_j)``
+        and ``sum w s^2 = sum_j (j^2 c_j + 2 j F_j) + sum w f^2`` with ``c`` the bin weights,
+        ``F`` the bins' ``sum w f`` (both among the subset ``sums``) and ``squares`` the
+        per-axis ``sum w f^2``. NaN when cancellation would lose more than ~4 digits.
+        """
+        dim, out = len(self.plans), []
+        counts = xp.reshape(sums[0], self.bins)
+        total = float(xp.sum(counts))
+        for k, plan in enumerate(self.plans):
+            other = tuple(a for a in range(dim) if a != k)
+            subset = tuple(int(a == k) for a in range(dim))
+            fracs = xp.reshape(sums[self.subsets.index(subset)], self.bins)
+            c = xp.sum(counts, axis=other) if other else counts
+            f = xp.sum(fracs, axis=other) if other else fracs
+            j = xp.arange(plan.bins, dtype=c.dtype, device=array_device(c))
+            mean = float(xp.sum(j * c + f)) / total
+            second = (float(xp.sum(j * (j * c + 2.0 * f))) + squares[k]) / total
+            var = second - mean * mean
+            if not var > 1e-4 * mean * mean:
+                var = math.nan
+            out.append((plan.lo + plan.h * (mean + plan.first + 0.5), plan.h * plan.h * var))
+        return out
+
+    def density(self, xp: Any, sums: list[Any], sigma: tuple[float, ...], dtype: Any, dev: Any) -> Any:
+        """Unnormalised KDE (shape ``grid.shape``) of the binned sums with per-axis ``sigma``."""
+        plans = []
+        for plan, s in zip(self.plans, sigma, strict=True):  # geometry fixed by the box; new kernel
+            plan = copy.copy(plan)
+            plan.sigma = s
+            plans.append(plan)
+        return xp.reshape(_lattice_density(xp, plans, sums, dtype, dev), self.grid.shape)
