@@ -19,10 +19,17 @@ skipped); ``ratio`` = baseline / solver seconds.
 A case whose time, extrapolated from the previous size, exceeds ``--max-seconds`` is
 skipped and the table says so.
 
+First, the goal cases (``TARGETS``: lq-1d 201x50 < 50 ms, 2001x1000 < 3 s, crowd-2d
+128x128 Nt=100 < 30 s, residual 1e-8): the best method for each next to the sequential
+fixed-point baseline on the last ``--backend``, measured in the same run (a baseline past
+``--max-seconds`` is stopped and reported as ``>``), with peak memory over the size of the
+fields ``u``, ``m``. jax-scan cases solve once to compile, then time a second solve.
+
 Usage::
 
     python benchmarks/solve.py                      # full run (tens of minutes)
     python benchmarks/solve.py --quick              # tiny sizes, seconds
+    python benchmarks/solve.py --targets-only --backend numpy --max-seconds 300
     python benchmarks/solve.py --backend numpy --max-seconds 120
 """
 
@@ -44,6 +51,17 @@ LQ_SIZES = [(201, 50), (501, 200), (1001, 500), (2001, 1000)]
 LQ_NX_SWEEP = [(201, 50), (501, 50), (1001, 50)]
 LQ_NT_SWEEP = [(201, 50), (201, 200), (201, 500)]
 CROWD_SIZES = [(32, 25), (64, 50), (128, 100)]
+# the performance goals: (problem, n, Nt, goal seconds, best method, coupling, backend)
+TARGETS = [
+    ("lq-1d", 201, 50, 0.05, "jax-scan", "fixed_point", "jax"),
+    ("lq-1d", 2001, 1000, 3.0, "jax-scan", "anderson", "jax"),
+    ("crowd-2d", 128, 100, 30.0, "sequential", "anderson", "numpy"),
+]
+QUICK_TARGETS = [
+    ("lq-1d", 51, 10, 0.05, "jax-scan", "fixed_point", "jax"),
+    ("lq-1d", 101, 20, 3.0, "jax-scan", "anderson", "jax"),
+    ("crowd-2d", 12, 8, 30.0, "sequential", "anderson", "numpy"),
+]
 QUICK = {
     "lq": [(51, 10), (101, 20)],
     "nx": [(51, 10), (101, 10), (201, 10)],
@@ -61,6 +79,12 @@ class Case:
     nt: int
     backend: str
     textbook: bool = False
+    method: str = "sequential"
+    coupling: str = "fixed_point"
+
+    @property
+    def solver(self) -> str:
+        return f"{self.method}/{self.coupling}/{self.backend}"
 
     @property
     def size(self) -> str:
@@ -115,21 +139,27 @@ def run_case(case: Case) -> dict[str, Any]:
     else:
         problem = problems.make(case.problem, Nx=case.n, Nt=case.nt)
     backend = "numpy" if case.textbook else case.backend
-    mfg_rl.solve(problems.make("lq-1d", Nx=21, Nt=4), backend=backend, progress=False)  # warm-up
+    options = {"method": case.method, "coupling": case.coupling, "backend": backend, "progress": False}
+    compile_seconds = 0.0
+    if case.method == "jax-scan":  # compile this problem's programs once, outside the timing
+        compile_seconds = mfg_rl.solve(problem, **options).diagnostics.timings.get("compile", 0.0)
+    else:
+        mfg_rl.solve(problems.make("lq-1d", Nx=21, Nt=4), backend=backend, progress=False)  # warm-up
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     patch = mock.patch.object(discrete, "StencilSolver", TextbookSolver) if case.textbook else None
     start = time.perf_counter()
     if patch is not None:
         with patch:
-            eq = mfg_rl.solve(problem, backend=backend, progress=False)
+            eq = mfg_rl.solve(problem, **options)
     else:
-        eq = mfg_rl.solve(problem, backend=backend, progress=False)
+        eq = mfg_rl.solve(problem, **options)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     d = eq.diagnostics
     return {
         "seconds": seconds, "iterations": d.iterations, "newton": d.newton_iterations,
         "peak_mib": max(peak - before, 0) / 1024.0, "converged": d.converged,
+        "residual": d.residual, "compile": compile_seconds,
     }
 
 
@@ -175,7 +205,7 @@ class Runner:
         textbook baseline, which is simply stopped at its limit."""
         same = [
             (c, r) for c, r in self.done.items()
-            if (c.problem, c.backend, c.textbook) == (case.problem, case.backend, case.textbook)
+            if (c.problem, c.solver, c.textbook) == (case.problem, case.solver, case.textbook)
         ]
         if any("skipped" in r and c.work() < case.work() for c, r in same):
             return math.inf
@@ -185,7 +215,8 @@ class Runner:
         ref, result = max(same, key=lambda cr: cr[0].work())
         return result["seconds"] * (case.work() / ref.work()) ** 1.1
 
-    def get(self, case: Case) -> dict[str, Any]:
+    def get(self, case: Case, stop_after: float | None = None) -> dict[str, Any]:
+        """The measurement of ``case`` (cached); ``stop_after`` seconds stops the child."""
         if case in self.done:
             return self.done[case]
         limit = self.textbook_seconds if case.textbook else self.max_seconds
@@ -196,9 +227,9 @@ class Runner:
                 f"predicted {predicted:.0f} s > {flag}")
             result = {"skipped": f"skipped ({why})"}
         else:
-            result = measure(case, self.blas_threads, limit if case.textbook else None)
+            result = measure(case, self.blas_threads, limit if case.textbook else stop_after)
         self.done[case] = result
-        print(f"  {case.problem:8s} {case.size:18s} {case.backend:5s} "
+        print(f"  {case.problem:8s} {case.size:18s} {case.solver:30s} "
               f"{'textbook ' if case.textbook else ''}{_seconds(result)}", file=sys.stderr, flush=True)
         return result
 
@@ -228,6 +259,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="the same for the dense textbook baseline (default 30)")
     parser.add_argument("--blas-threads", type=int, default=1,
                         help="BLAS/OpenMP threads per solve (default 1; 0 leaves the environment)")
+    parser.add_argument("--targets-only", action="store_true",
+                        help="only the goal cases (best method vs sequential baseline) and the lq-1d fits")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.case:
@@ -240,8 +273,16 @@ def main(argv: list[str] | None = None) -> None:
     nt_sweep = QUICK["nt"] if args.quick else LQ_NT_SWEEP
     runner = Runner(args.max_seconds, args.textbook_seconds, args.blas_threads)
     started = time.perf_counter()
+    targets = []
+    for problem, n, nt, goal, method, coupling, backend in (QUICK_TARGETS if args.quick else TARGETS):
+        best = runner.get(Case(problem, n, nt, backend, method=method, coupling=coupling))
+        baseline = runner.get(Case(problem, n, nt, backends[-1]), stop_after=args.max_seconds)
+        targets.append((Case(problem, n, nt, backend, method=method, coupling=coupling), goal, best,
+                        Case(problem, n, nt, backends[-1]), baseline))
     rows = []
     for problem, sizes in (("lq-1d", lq), ("crowd-2d", crowd)):
+        if args.targets_only:
+            break
         for backend in backends:
             for n, nt in sizes:
                 case = Case(problem, n, nt, backend)
@@ -256,8 +297,46 @@ def main(argv: list[str] | None = None) -> None:
                 result = runner.get(Case("lq-1d", n, nt, backend))
                 if "seconds" in result:
                     points.append(((n, nt)[pick], result["seconds"]))
-            fits[(backend, axis)] = (exponent(points), sweep)
+            fits[(backend, axis)] = (exponent(points), sweep, [runner.get(Case("lq-1d", n, nt, backend))
+                                                                for n, nt in sweep])
+    print_targets(targets, args)
     print_table(rows, fits, time.perf_counter() - started, args)
+
+
+def field_mib(case: Case) -> float:
+    """Memory of the two fields ``u``, ``m`` (float64, ``(Nt+1) x N`` each) in MiB."""
+    unknowns = case.n ** (2 if case.problem == "crowd-2d" else 1)
+    return 2 * (case.nt + 1) * unknowns * 8 / 2**20
+
+
+def print_targets(targets: list[tuple], args: Any) -> None:
+    """The goal cases: best method and the sequential baseline, measured in this run."""
+    header = ["problem", "size", "goal s", "best (method/coupling/backend)", "seconds", "compile s",
+              "residual", "it", "peak MiB", "peak/fields", "met", "baseline", "baseline s", "speed-up"]
+    lines = []
+    for case, goal, best, base_case, base in targets:
+        ok = "seconds" in best
+        cells = [case.problem, case.size, f"{goal:g}", case.solver, _seconds(best),
+                 f"{best['compile']:.1f}" if ok else "-", f"{best['residual']:.1e}" if ok else "-",
+                 str(best["iterations"]) if ok else "-", f"{best['peak_mib']:.0f}" if ok else "-",
+                 f"{best['peak_mib'] / field_mib(case):.1f}" if ok else "-",
+                 ("yes" if best["seconds"] < goal and best["converged"] else "no") if ok else "-",
+                 base_case.solver]
+        if "seconds" in base and ok:
+            cells += [_seconds(base), f"{base['seconds'] / best['seconds']:.1f}x"]
+        elif ok and "skipped" in base:
+            cells += [f"> {args.max_seconds:g} s", f"> {args.max_seconds / best['seconds']:.1f}x"]
+        else:
+            cells += [_seconds(base), "-"]
+        lines.append(cells)
+    widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(header)]
+    print("goals (best method vs the sequential fixed-point baseline; jax-scan compile excluded, shown "
+          "apart; peak/fields = peak MiB over the size of u and m)")
+    print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    print("-|-".join("-" * w for w in widths))
+    for cells in lines:
+        print(" | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)))
+    print()
 
 
 def print_table(rows: list[tuple[Case, dict, dict | None]], fits: dict, total: float, args: Any) -> None:
@@ -282,19 +361,23 @@ def print_table(rows: list[tuple[Case, dict, dict | None]], fits: dict, total: f
             cells += [f"> {args.textbook_seconds:g} s" if "skipped" in baseline
                       else _seconds(baseline), "-"]
         lines.append(cells)
-    widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(header)]
+    widths = [max([len(h)] + [len(c[i]) for c in lines]) for i, h in enumerate(header)]
     print(f"mfg_rl {mfg_rl.__version__}, python {platform.python_version()}, {os.cpu_count()} CPUs, "
           f"BLAS threads {args.blas_threads or 'default'}, tol 1e-8; crowd-2d Nt = 50 * Nx / 64; "
           f"total {total:.0f} s")
-    print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    print("-|-".join("-" * w for w in widths))
-    for cells in lines:
-        print(" | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)))
-    print()
-    for (backend, axis), (slope, sweep) in fits.items():
+    if lines:
+        print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+        print("-|-".join("-" * w for w in widths))
+        for cells in lines:
+            print(" | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)))
+        print()
+    for (backend, axis), (slope, sweep, results) in fits.items():
         sizes = ", ".join(f"({n}, {nt})" for n, nt in sweep)
         text = "n/a" if slope is None or not math.isfinite(slope) else f"{slope:.2f}"
-        print(f"lq-1d {backend}: time ~ {axis}^{text}   (fit over (Nx, Nt) = {sizes})")
+        times = ", ".join(f"{r['seconds']:.3f}" if "seconds" in r else "-" for r in results)
+        peaks = ", ".join(f"{r['peak_mib']:.0f}" if "seconds" in r else "-" for r in results)
+        print(f"lq-1d {backend} sequential: time ~ {axis}^{text}   (fit over (Nx, Nt) = {sizes}: "
+              f"{times} s; peak {peaks} MiB)")
     skipped = [c for c in rows if "skipped" in c[1] or (c[2] is not None and "skipped" in c[2])]
     if skipped:
         print(f"skipped: cases whose predicted time exceeded --max-seconds={args.max_seconds:g} "

@@ -67,6 +67,15 @@ class Backend:
         """
         return tridiagonal.parallel_cyclic_reduction(self.xp, lower, diag, upper, rhs)
 
+    def factor_tridiagonal(self, lower: Array, diag: Array, upper: Array) -> Any:
+        """The batched tridiagonal systems of ``solve_tridiagonal``, kept for many right-hand sides.
+
+        Returns an object whose ``.solve(rhs)`` equals ``solve_tridiagonal(lower, diag,
+        upper, rhs)`` (``rhs`` of the broadcast shape ``(..., n)``). Host backends factorise
+        once (LAPACK ``?gttrf``/``?gttrs``); this default re-solves per right-hand side.
+        """
+        return tridiagonal.TridiagonalFactor(self.solve_tridiagonal, lower, diag, upper)
+
     def solve_sparse(self, pattern: sparse.SparsePattern, values: Array, rhs: Array) -> Array:
         """Solve ``A x = rhs`` for a square sparse ``A`` given by a fixed pattern.
 

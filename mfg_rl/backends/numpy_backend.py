@@ -34,5 +34,8 @@ class NumpyBackend(Backend):
     def solve_tridiagonal(self, lower: Array, diag: Array, upper: Array, rhs: Array) -> Array:
         return tridiagonal.lapack_gtsv(lower, diag, upper, rhs)
 
+    def factor_tridiagonal(self, lower: Array, diag: Array, upper: Array) -> Any:
+        return tridiagonal.LapackTridiagonalFactor(lower, diag, upper)
+
     def solve_sparse(self, pattern: sparse.SparsePattern, values: Array, rhs: Array) -> Array:
         return sparse.scipy_spsolve(pattern, values, rhs)

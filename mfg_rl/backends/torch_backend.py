@@ -74,6 +74,11 @@ class TorchBackend(Backend):
             return self.asarray(x, dtype=rhs.dtype)
         return super().solve_tridiagonal(lower, diag, upper, rhs)
 
+    def factor_tridiagonal(self, lower: Array, diag: Array, upper: Array) -> Any:
+        if self.on_host:
+            return _HostTridiagonalFactor(self, *(t.detach().numpy() for t in (lower, diag, upper)))
+        return super().factor_tridiagonal(lower, diag, upper)
+
     def solve_sparse(self, pattern: sparse.SparsePattern, values: Array, rhs: Array) -> Array:
         if self.on_host:
             x = sparse.scipy_spsolve(pattern, values.detach().numpy(), rhs.detach().numpy())
@@ -101,3 +106,16 @@ class TorchBackend(Backend):
         if self.on_host:
             return torch.from_numpy(generator.random(shape, dtype=np.dtype(self.dtype_name)))
         return torch.rand(shape, generator=generator, dtype=self.dtype, device=self.torch_device)
+
+
+class _HostTridiagonalFactor(tridiagonal.LapackTridiagonalFactor):
+    """``LapackTridiagonalFactor`` on zero-copy numpy views of CPU tensors."""
+
+    def __init__(self, backend: TorchBackend, lower: Any, diag: Any, upper: Any) -> None:
+        super().__init__(lower, diag, upper)
+        self.backend = backend
+
+    def solve(self, rhs: Array) -> Array:
+        import torch
+
+        return torch.from_numpy(super().solve(rhs.detach().numpy())).to(rhs.dtype)

@@ -79,3 +79,69 @@ def lapack_gtsv(lower: Any, diag: Any, upper: Any, rhs: Any) -> Any:
             f"tridiagonal system is singular: zero pivot at flat row {info - 1}"
         )
     return x.reshape(shape)
+
+
+class TridiagonalFactor:
+    """A batch of tridiagonal systems kept for many right-hand sides: ``.solve(rhs)``.
+
+    The generic form keeps the coefficients and calls ``solve`` (a batched tridiagonal
+    kernel such as ``Backend.solve_tridiagonal``) per right-hand side; hosts with LAPACK
+    use ``LapackTridiagonalFactor`` (factorised once). Shapes ``(..., n)``.
+    """
+
+    def __init__(self, solve: Any, lower: Any, diag: Any, upper: Any) -> None:
+        self._solve = solve
+        self.lower, self.diag, self.upper = lower, diag, upper
+
+    def solve(self, rhs: Any) -> Any:
+        return self._solve(self.lower, self.diag, self.upper, rhs)
+
+
+class LapackTridiagonalFactor:
+    """LAPACK ``?gttrf`` once (LU with partial pivoting), ``?gttrs`` per right-hand side.
+
+    The batch is laid end to end as in ``lapack_gtsv``. Inputs are numpy arrays of shape
+    ``(..., n)`` (broadcast against each other); ``solve(rhs)`` takes that shape. A zero
+    pivot raises ``LinAlgError``; non-finite coefficients give NaN solutions (callers such
+    as BiCGStab then report non-finite values).
+    """
+
+    def __init__(self, lower: Any, diag: Any, upper: Any) -> None:
+        import numpy as np
+        from scipy.linalg.lapack import get_lapack_funcs
+
+        diag = np.asarray(diag)
+        shape = np.broadcast_shapes(np.shape(lower), diag.shape, np.shape(upper))
+        dtype = np.result_type(lower, diag, upper)
+        low = np.array(np.broadcast_to(lower, shape), dtype=dtype)
+        up = np.array(np.broadcast_to(upper, shape), dtype=dtype)
+        low[..., 0] = 0.0
+        up[..., -1] = 0.0
+        d = np.array(np.broadcast_to(diag, shape), dtype=dtype).reshape(-1)
+        self.shape, self.dtype, self.size = shape, dtype, d.size
+        if d.size == 1:  # LAPACK rejects a 1x1 system
+            if d[0] == 0:
+                raise np.linalg.LinAlgError("tridiagonal system is singular: zero pivot at flat row 0")
+            self.factors = (d,)
+            return
+        gttrf, self._gttrs = get_lapack_funcs(("gttrf", "gttrs"), dtype=dtype)
+        *factors, info = gttrf(low.reshape(-1)[1:], d, up.reshape(-1)[:-1])
+        self.finite = bool(np.isfinite(d).all() and np.isfinite(low).all() and np.isfinite(up).all())
+        if info > 0 and self.finite:
+            raise np.linalg.LinAlgError(f"tridiagonal system is singular: zero pivot at flat row {info - 1}")
+        self.factors = tuple(factors)
+
+    def solve(self, rhs: Any) -> Any:
+        import numpy as np
+
+        b = np.asarray(rhs, dtype=self.dtype)
+        if b.shape != self.shape:
+            b = np.broadcast_to(b, self.shape)
+        if self.size == 1:
+            return (b.reshape(-1) / self.factors[0]).reshape(self.shape)
+        if not self.finite:  # as ?gtsv: non-finite coefficients give non-finite solutions, no error here
+            return np.full(self.shape, np.nan, dtype=self.dtype)
+        x, info = self._gttrs(*self.factors, b.reshape(-1))
+        if info < 0:
+            raise ValueError(f"?gttrs: argument {-info} is invalid")
+        return x.reshape(self.shape)

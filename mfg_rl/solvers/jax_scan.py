@@ -112,8 +112,9 @@ def compile_programs(disc: DiscreteMFG) -> Programs:
         )
     field = jax.ShapeDtypeStruct((disc.Nt + 1, *disc.problem.grid.shape), disc.backend.dtype)
     flag = jax.ShapeDtypeStruct((), bool)
+    floor = jax.ShapeDtypeStruct((), disc.backend.dtype)
     start = time.perf_counter()
-    hjb = jax.jit(_hjb_sweep(disc)).lower(field, field, flag).compile()
+    hjb = jax.jit(_hjb_sweep(disc)).lower(field, field, flag, floor).compile()
     fp = jax.jit(_fp_sweep(disc)).lower(field, field).compile()
     summary = jax.jit(lambda u, m: (DiscreteMFG.outflow(disc, u, m), DiscreteMFG.mass(disc, m)))
     return Programs(hjb, fp, summary.lower(field, field).compile(), time.perf_counter() - start)
@@ -121,8 +122,10 @@ def compile_programs(disc: DiscreteMFG) -> Programs:
 
 # -- the traced sweeps (jax.numpy through disc.xp; the scheme is DiscreteMFG's) --------------
 def _hjb_sweep(disc: DiscreteMFG) -> Any:
-    """``(m, u_guess, use_guess) -> (u, (newton iterations, residual, status) per level, fp defect)``.
+    """``(m, u_guess, use_guess, floor) -> (u, (newton its, residual, status) per level, fp defect)``.
 
+    Newton stops at ``dt max|R| <= max(newton_tol (1 + max|u^{n+1}|), floor)``; ``floor`` is
+    the coupling loop's forcing (``DiscreteMFG.forcing``), 0 for exact steps.
     The FP defect of ``(u, m)`` (``DiscreteMFG.fp_defect``, the coupled residual's FP part)
     comes out of the same program: it is what the coupling loop asks for next.
     """
@@ -132,8 +135,8 @@ def _hjb_sweep(disc: DiscreteMFG) -> Any:
     xp, dt, problem = disc.xp, disc.dt, disc.problem
     tol, cap = disc.newton_tol, disc.max_newton
 
-    def newton(u_next: Any, w: Any, f: Any, start: Any) -> tuple[Any, Any, Any, Any]:
-        scale = 1.0 + xp.max(xp.abs(u_next))
+    def newton(u_next: Any, w: Any, f: Any, start: Any, floor: Any) -> tuple[Any, Any, Any, Any]:
+        target = xp.maximum(tol * (1.0 + xp.max(xp.abs(u_next))), floor)
 
         def residual(u: Any) -> tuple[Any, tuple, Any]:
             value, jac = disc.operator.apply(u, w)
@@ -142,7 +145,7 @@ def _hjb_sweep(disc: DiscreteMFG) -> Any:
 
         def status(error: Any, k: Any) -> Any:
             return xp.where(~xp.isfinite(error), NON_FINITE,
-                            xp.where(error <= tol * scale, CONVERGED, xp.where(k >= cap, EXHAUSTED, RUNNING)))
+                            xp.where(error <= target, CONVERGED, xp.where(k >= cap, EXHAUSTED, RUNNING)))
 
         def body(carry: tuple) -> tuple:
             k, u, r, jac, _, _ = carry
@@ -155,7 +158,7 @@ def _hjb_sweep(disc: DiscreteMFG) -> Any:
         k, u, _, _, error, code = lax.while_loop(lambda c: c[-1] == RUNNING, body, carry)
         return u, k, error, code
 
-    def sweep(m: Any, u_guess: Any, use_guess: Any) -> tuple[Any, Any, Any, Any]:
+    def sweep(m: Any, u_guess: Any, use_guess: Any, floor: Any) -> tuple[Any, Any, Any, Any]:
         def cost(m_n: Any) -> Any:
             return problem.evaluate_cost(problem.running_cost, m_n, disc.points)
 
@@ -165,7 +168,7 @@ def _hjb_sweep(disc: DiscreteMFG) -> Any:
 
         def step(u_next: Any, level: tuple) -> tuple[Any, tuple]:
             w_n, f_n, guess_n = level
-            u, k, error, code = newton(u_next, w_n, f_n, xp.where(use_guess, guess_n, u_next))
+            u, k, error, code = newton(u_next, w_n, f_n, xp.where(use_guess, guess_n, u_next), floor)
             return u, (u, k, error, code)
 
         _, (u, k, error, code) = lax.scan(step, u_T, (w, f, u_guess[:-1]), reverse=True)
@@ -263,7 +266,9 @@ class JaxScan:
         program = self._programs(disc).hjb
         xp = disc.xp
         use_guess = xp.asarray(u_guess is not None)
-        u, k, error, code, defect = program(m, m if u_guess is None else u_guess, use_guess)
+        floor = xp.asarray(0.0 if disc.forcing is None else disc.forcing * disc.forcing_scale,
+                           dtype=m.dtype)
+        u, k, error, code, defect = program(m, m if u_guess is None else u_guess, use_guess, floor)
         if isinstance(disc, ScanMFG):
             disc.last = (u, m, defect)
         k, error, code = (np.asarray(a) for a in (k, error, code))

@@ -32,7 +32,7 @@ def default_cache_dir() -> Path:
 
 def solve(
     problem: MFGProblem,
-    method: str = "sequential",
+    method: str | Any = "sequential",
     coupling: str | FixedPoint | FictitiousPlay | Anderson = "fixed_point",
     fp: str = "fdm",
     backend: str | Backend | None = None,
@@ -55,7 +55,9 @@ def solve(
         method: trajectory strategy, ``"sequential"`` (time marching), ``"global"`` (one
             sparse space-time solve per trajectory), ``"global-krylov"`` (FGMRES) or
             ``"jax-scan"`` (the marching compiled with jax ``lax.scan``, 1D; needs
-            ``mfg-rl[jax]``, runs on the jax backend; ``timings["compile"]`` apart).
+            ``mfg-rl[jax]``, runs on the jax backend; ``timings["compile"]`` apart),
+            ``"parareal"`` (time-parallel, ``Parareal()`` defaults), or a strategy object
+            such as ``Parareal(slices=16)`` (``mfg_rl.solvers.parareal``).
         coupling: ``"fixed_point"`` (damped, see ``damping``), ``"anderson"`` (Anderson-
             accelerated fixed point: 2-5x fewer iterations on the catalogue),
             ``"fictitious_play"``, ``"newton"`` (monolithic Newton on the coupled system,
@@ -88,8 +90,14 @@ def solve(
     """
     if not isinstance(problem, MFGProblem):
         raise TypeError(f"problem must be an MFGProblem, got {type(problem).__name__}")
-    if method not in STRATEGIES:
-        raise ValueError(f"method must be one of {', '.join(STRATEGIES)}, got {method!r}")
+    if isinstance(method, str):
+        if method not in STRATEGIES:
+            raise ValueError(f"method must be one of {', '.join(STRATEGIES)}, got {method!r}")
+        strategy = STRATEGIES[method]()
+    elif callable(getattr(method, "hjb", None)) and callable(getattr(method, "fp", None)):
+        strategy, method = method, method.name
+    else:
+        raise TypeError(f"method must be a name or a strategy object with hjb and fp, got {method!r}")
     if fp not in FP_METHODS:
         raise ValueError(f"fp must be one of {', '.join(FP_METHODS)}, got {fp!r}")
     particles = particle_solver(fp, n_particles, seed, tol)
@@ -107,12 +115,13 @@ def solve(
         raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
     if not 0.0 < newton_tol < 1e-3:
         raise ValueError(f"newton_tol must be in (0, 1e-3), got {newton_tol!r}")
-    strategy = STRATEGIES[method]()
     backend = create_backend(getattr(strategy, "backend", None) if backend is None else backend)
     options = {"method": method, "coupling": policy.name, "fp": fp, "tol": tol,
                "damping": getattr(policy, "damping", None),
                "adaptive": getattr(policy, "adaptive", None), "newton_tol": newton_tol,
                "dtype": backend.dtype_name}
+    if getattr(strategy, "options", None):
+        options["strategy"] = strategy.options
     if particles is not None:
         options.update(n_particles=particles.n_particles, seed=particles.seed)
     cache_path = _cache_path(problem, options, cache)

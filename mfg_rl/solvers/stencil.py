@@ -223,11 +223,14 @@ class StencilSolver:
         # odd line 2k+1 couples to even lines 2k (minus) and 2k+2 (plus; wraps to 0 when n is even)
         to_left, to_right = matrix.minus[colour][odd], matrix.plus[colour][odd]
 
+        solve_even = self._line_solver(half_even, line, periodic[line])
+        solve_odd = self._line_solver(half_odd, line, periodic[line])
+
         def zebra(r: Any) -> Any:
-            z_even = self._lines(half_even, line, r[even], periodic[line])
+            z_even = solve_even(r[even])
             right = _roll(xp, z_even, -1, colour) if n % 2 == 0 else z_even[along(1, None)]
             rhs_odd = r[odd] - to_left * z_even[along(0, n_odd)] - to_right * right
-            z_odd = self._lines(half_odd, line, rhs_odd, periodic[line])
+            z_odd = solve_odd(rhs_odd)
             if n_odd < n - n_odd:
                 z_odd = xp.concat([z_odd, xp.zeros_like(z_even[along(0, 1)])], axis=colour)
             both = xp.stack([z_even, z_odd], axis=colour + 1)
@@ -235,6 +238,13 @@ class StencilSolver:
             return xp.reshape(both, shape)[along(0, n)]
 
         return zebra
+
+    def _line_solver(self, matrix: StencilMatrix, axis: int, periodic: bool) -> Callable[[Any], Any]:
+        """``rhs -> T_axis^{-1} rhs`` for repeated use: lines along the last axis are factorised
+        once (``backend.factor_tridiagonal``); periodic lines and other axes use ``_lines``."""
+        if periodic or axis != self.grid.ndim - 1:
+            return lambda rhs: self._lines(matrix, axis, rhs, periodic)
+        return self.backend.factor_tridiagonal(matrix.minus[axis], matrix.center, matrix.plus[axis]).solve
 
     def _lines(self, matrix: StencilMatrix, axis: int, rhs: Any, periodic: bool) -> Any:
         """``T_axis^{-1} rhs``: the tridiagonal systems along ``axis``, batched over the rest."""

@@ -63,13 +63,16 @@ class Sequential:
         matrices = disc.fp_matrices(u, m)
         levels = [disc.m0]
         for n in range(disc.Nt):
-            levels.append(disc.fp_step(matrices.at(n), levels[-1]))
+            # the previous coupling iterate starts the 2D Krylov solves (1D solves are direct)
+            levels.append(disc.fp_step(matrices.at(n), levels[-1], guess=m[n + 1]))
         return disc.xp.stack(levels)
 
 
 from mfg_rl.solvers.jax_scan import JaxScan  # noqa: E402  (imports jax only when constructed)
+from mfg_rl.solvers.parareal import Parareal  # noqa: E402  (builds on HJBResult)
 from mfg_rl.solvers.spacetime import GlobalKrylov, GlobalSpacetime  # noqa: E402  (builds on HJBResult)
 
 STRATEGIES: dict[str, type] = {
     "sequential": Sequential, "global": GlobalSpacetime, "global-krylov": GlobalKrylov, "jax-scan": JaxScan,
+    "parareal": Parareal,
 }
