@@ -9,6 +9,7 @@ from mfg_rl.solvers.coupling import Anderson, FictitiousPlay, FixedPoint, run_co
 from mfg_rl.solvers.discrete import DiscreteMFG
 from mfg_rl.solvers.equilibrium import Diagnostics, Equilibrium
 from mfg_rl.solvers.newton import Newton, run_newton
+from mfg_rl.solvers.parareal import Parareal
 from mfg_rl.solvers.particles import ParticleFP, ParticleMFG, ParticleRun
 from mfg_rl.solvers.policy import TransportOperator
 from mfg_rl.solvers.solve import solve
@@ -17,7 +18,7 @@ from mfg_rl.solvers.trajectory import Sequential, TrajectorySolver
 
 __all__ = [
     "Anderson", "Callback", "Diagnostics", "DiscreteMFG", "EarlyStop", "Equilibrium", "FictitiousPlay",
-    "FixedPoint", "GlobalKrylov", "GlobalSpacetime", "IterationState", "Newton", "ParticleFP", "ParticleMFG",
-    "ParticleRun", "ProgressBar", "Sequential", "Snapshots", "TrajectorySolver", "TransportOperator",
-    "run_coupling", "run_newton", "solve",
+    "FixedPoint", "GlobalKrylov", "GlobalSpacetime", "IterationState", "Newton", "Parareal", "ParticleFP",
+    "ParticleMFG", "ParticleRun", "ProgressBar", "Sequential", "Snapshots", "TrajectorySolver",
+    "TransportOperator", "run_coupling", "run_newton", "solve",
 ]
