@@ -20,14 +20,7 @@ TINY = {"Nx": 51, "Nt": 10}
 FAST = {"num_envs": 32, "progress": False, "env_kwargs": TINY, "update_epochs": 2, "num_minibatches": 2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MFG_RL_CACHE", str(tmp_path_factory.mktemp("cache")))
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        yield
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 
 # -- building blocks (no Lightning) -----------------------------------------------------------

@@ -13,10 +13,7 @@ from mfg_rl.envs import TorchEpisodeStatistics
 FAST = {"backend": "numpy", "coupling": "anderson"}
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch) -> None:  # noqa: ANN001
-    monkeypatch.setenv("MFG_RL_CACHE", str(tmp_path))
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 
 def first_episode_returns(envs: gymnasium.vector.VectorEnv, act: object, seed: int) -> torch.Tensor:

@@ -22,12 +22,7 @@ SMALL = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MFG_RL_CACHE", str(tmp_path_factory.mktemp("cache")))
-        torch.set_num_threads(1)
-        yield
+pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 
 def make(env_id: str, **kwargs: object) -> gymnasium.Env:

@@ -87,8 +87,6 @@ def test_same_seed_same_particles_and_exits_conserve_mass(name):
 
 
 def test_numpy_and_torch_draw_the_same_particles():
-    if "torch" not in available_backends():
-        pytest.skip("torch not installed")
     problem = problems.make("lq-1d", Nx=51, Nt=5)
     runs = []
     for name in ("numpy", "torch"):

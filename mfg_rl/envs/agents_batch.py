@@ -60,6 +60,7 @@ class AgentBatch:
         self.x = torch.zeros(num_agents, game.ndim, dtype=torch.float32, device=self.device)
         self.level = torch.zeros(num_agents, dtype=torch.int64, device=self.device)
         self.inside = torch.ones(num_agents, dtype=torch.bool, device=self.device)
+        self.clock = 0  # the shared level of the N-player game (host-side: no device sync per step)
         self.table = game.table
         self.here = tuple(torch.zeros(num_agents, dtype=torch.float32, device=self.device)
                           for _ in range(game.table.shape[-1]))  # (m, F[, W]) at each agent
@@ -88,15 +89,16 @@ class AgentBatch:
                                  f"expected {tuple(getattr(self, key).shape)}")
             setattr(self, key, value.to(self.device))
         self.here = tuple(state["here"].to(self.device).unbind(1))
+        self.clock = int(self.level[0])
         self.generator.set_state(state["generator"])
 
     def reset(self, mask: Any = None) -> None:
         """Draw new agents from ``m0`` at ``t = 0`` (all, or where ``mask`` is True)."""
-        import torch
 
         if mask is None:
             self.x = self.game.sample_initial(self.n, self.generator)
             self.level.zero_()
+            self.clock = 0
             self.inside.fill_(True)
         else:
             count = int(mask.sum())
@@ -105,14 +107,14 @@ class AgentBatch:
             self.x[mask] = self.game.sample_initial(count, self.generator)
             self.level[mask] = 0
             self.inside[mask] = True
-        self._refresh(torch.ones_like(self.inside) if mask is None else mask)
+        self._refresh(mask)
 
     def _refresh(self, mask: Any) -> None:
         """Recompute the crowd channels at the agents (all of them in the N-player game)."""
         if self.empirical:
             weights = self.inside.to(self.x.dtype) / self.n
-            level = int(self.level[0])
-            self.table = self.game.empirical_table(self.x, weights, level == self.game.Nt, self.bandwidth)
+            terminal = self.clock == self.game.Nt
+            self.table = self.game.empirical_table(self.x, weights, terminal, self.bandwidth)
             self.here = self.game.lookup(self.table, self.level * 0, self.x)
         elif mask is None or bool(mask.all()):
             self.here = self.game.lookup(self.table, self.level, self.x)
@@ -153,6 +155,7 @@ class AgentBatch:
             self.inside = active & ~exited
         self.x = x_new
         self.level = self.level + 1
+        self.clock += 1
         self._refresh(None)
         final = self.level >= game.Nt
         terminated = final if self.empirical else final | exited

@@ -73,6 +73,8 @@ class Game:
         self.congestion = problem.hamiltonian.has_congestion
         self.constant_weight = 1.0 / problem.hamiltonian.control_cost
         self.table = self._tensor(self._equilibrium_table())
+        nodes = tuple(self._tensor(a) for a in self.grid.mesh())
+        self.nodes = nodes[0] if self.ndim == 1 else nodes  # as the costs take them, float32 on device
         m0 = np.asarray(problem.m0, dtype=np.float64).reshape(-1)
         self._cdf = torch.as_tensor(np.cumsum(m0) / m0.sum(), dtype=torch.float64, device=self.device)
 
@@ -156,10 +158,8 @@ class Game:
         else:
             m = kde(self.xp, points, weights, self.grid, bandwidth=bandwidth, method="binned")
             m = torch.clamp(m, min=0.0)
-        nodes = tuple(self._tensor(a) for a in self.grid.mesh())
-        nodes = nodes[0] if self.ndim == 1 else nodes
         cost = problem.terminal_cost if terminal else problem.running_cost
-        f = problem.evaluate_cost(cost, m, nodes)
+        f = problem.evaluate_cost(cost, m, self.nodes)
         channels = [m, f, problem.hamiltonian.weight(m)] if self.congestion else [m, f]
         return torch.stack(channels, dim=-1)[None]
 

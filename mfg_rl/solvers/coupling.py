@@ -152,6 +152,21 @@ class CouplingResult:
     newton_iterations: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 
+    def observe(self, state: IterationState, callbacks: list[Callback]) -> bool:
+        """Record one iteration's residuals and tell the callbacks; True when the loop stops here
+        (residual below tol, or a callback returned False)."""
+        self.residuals.append(state.residual)
+        self.fp_residuals.append(state.fp_residual)
+        self.hjb_residuals.append(state.hjb_residual)
+        stop = [callback.on_iteration(state) is False for callback in callbacks]
+        if state.residual <= state.tol:
+            self.converged, self.stopped_by = True, "tol"
+            return True
+        if any(stop):
+            self.stopped_by = "callback"
+            return True
+        return False
+
 
 def run_coupling(
     disc: DiscreteMFG,
@@ -197,24 +212,17 @@ def run_coupling(
             residual = max(fp_residual, hjb.residual)
             record.u, record.m, record.iterations = hjb.u, m, k + 1
             record.newton_iterations += hjb.newton_iterations
-            record.residuals.append(residual)
-            record.fp_residuals.append(fp_residual)
-            record.hjb_residuals.append(hjb.residual)
             if residual != residual:
                 raise SolverError(f"coupling iteration {k}: residual is NaN")
-            if residual > 1e6 * max(record.residuals[0], tol):
+            first = record.residuals[0] if record.residuals else residual
+            if residual > 1e6 * max(first, tol):
                 raise SolverError(
                     f"coupling iteration {k}: residual {residual:.3e} grew from "
-                    f"{record.residuals[0]:.3e}; the {policy.name} iteration diverges "
+                    f"{first:.3e}; the {policy.name} iteration diverges "
                     "(try a smaller damping)"
                 )
             state = IterationState(k, residual, fp_residual, hjb.residual, hjb.u, m, max_iter, tol)
-            stop = [cb.on_iteration(state) is False for cb in callbacks]
-            if residual <= tol:
-                record.converged, record.stopped_by = True, "tol"
-                break
-            if any(stop):
-                record.stopped_by = "callback"
+            if record.observe(state, callbacks):
                 break
             start = time.perf_counter()
             m_new = fp_solver.fp(disc, hjb.u, m)

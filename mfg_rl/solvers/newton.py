@@ -274,18 +274,10 @@ def run_newton(
                 raise SolverError(f"Newton iteration {k}: residual is not finite")
             record.u = xp.concat([U, disc.terminal_cost(M[-1])[None]])
             record.m = xp.concat([disc.m0[None], M])
-            record.residuals.append(residual)
-            record.fp_residuals.append(fp_res)
-            record.hjb_residuals.append(hjb_res)
             record.iterations = warm.iterations + k
             state = IterationState(record.iterations, residual, fp_res, hjb_res, record.u, record.m,
                                    max_iter, tol)
-            stop = [cb.on_iteration(state) is False for cb in callbacks]
-            if residual <= tol:
-                record.converged, record.stopped_by = True, "tol"
-                break
-            if any(stop):
-                record.stopped_by = "callback"
+            if record.observe(state, callbacks):
                 break
             if k == max_iter:
                 break
