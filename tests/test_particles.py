@@ -94,8 +94,22 @@ def test_numpy_and_torch_draw_the_same_particles():
         disc = DiscreteMFG(problem, backend)
         m = disc.xp.stack([disc.m0] * 6)
         u = Sequential().hjb(disc, m).u
-        runs.append(backend.to_numpy(ParticleFP(5000, seed=2).simulate(disc, u, m).m))
+        run = ParticleFP(5000, seed=2, store_paths=True).simulate(disc, u, m)
+        assert all(backend.is_native(a) for a in (run.m, run.positions, run.paths))
+        runs.append(backend.to_numpy(run.m))
     np.testing.assert_allclose(runs[0], runs[1], rtol=0, atol=1e-10)
+
+
+def test_torch_cpu_steps_on_zero_copy_numpy_views():
+    import torch
+
+    backend = create_backend("torch", device="cpu", dtype="float32")
+    twin = backend.host_twin()
+    assert twin.name == "numpy" and twin.dtype == np.float32
+    host = np.arange(6, dtype=np.float32)
+    tensor = backend.from_host(host)
+    assert tensor.dtype == torch.float32 and tensor.data_ptr() == host.ctypes.data
+    assert create_backend("numpy").host_twin().name == "numpy"
 
 
 @pytest.mark.parametrize("name", available_backends())

@@ -5,9 +5,10 @@ import math
 import numpy as np
 import pytest
 
+from mfg_rl import problems
 from mfg_rl.backends import create_backend
 from mfg_rl.core import Grid, MFGProblem, TimeGrid
-from mfg_rl.solvers import DiscreteMFG
+from mfg_rl.solvers import DiscreteMFG, Sequential
 
 
 def _zero(x, m):
@@ -131,3 +132,24 @@ def test_exit_boundary_mass_balance():
         assert m.min() >= 0.0
     assert exited > 0.1
     assert abs(np.sum(m) * h + exited - 1.0) < 1e-12
+
+
+@pytest.mark.parametrize("name", ["crowd-2d", "crowd-exit-1d"])
+def test_hjb_sweep_keeps_the_fp_matrices_it_linearised(name):
+    """The FP matrices the HJB sweep keeps are bitwise those ``fp_matrices`` rebuilds, and
+    the residual measured from them equals the batched ``fp_defect``."""
+    from mfg_rl.solvers.discrete import KeptSteps
+
+    size = {"Nx": 12, "Ny": 10, "Nt": 6} if name == "crowd-2d" else {"Nx": 31, "Nt": 8}
+    problem = problems.make(name, **size)
+    disc = DiscreteMFG(problem, create_backend("numpy"))
+    m = np.stack([disc.m0] * (disc.Nt + 1))
+    u = Sequential().hjb(disc, m).u
+    kept, fresh = disc.fp_step_matrices(u, m), disc.fp_matrices(u, m)
+    assert isinstance(kept, KeptSteps)
+    assert not isinstance(disc.fp_step_matrices(u.copy(), m), KeptSteps)  # kept by identity only
+    for n in range(disc.Nt):
+        for a, b in zip((kept.at(n).center, *kept.at(n).minus, *kept.at(n).plus),
+                        (fresh.at(n).center, *fresh.at(n).minus, *fresh.at(n).plus), strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert disc.fp_residual(u, m) == float(disc.fp_defect(u, m))

@@ -57,6 +57,17 @@ class Backend:
         """Whether ``x`` is already an array of this backend."""
         raise NotImplementedError
 
+    def from_host(self, x: np.ndarray) -> Array:
+        """A numpy array as an array of this backend, keeping its dtype (zero-copy where the
+        memory can be shared)."""
+        return self.asarray(x, dtype=x.dtype)
+
+    def host_twin(self) -> Backend:
+        """The backend for loops of many small operations on this one's arrays: numpy for
+        torch tensors on the CPU (zero-copy views; numpy's per-operation overhead is about
+        1 us, torch's about 5 us), this backend otherwise."""
+        return self
+
     # -- kernels ----------------------------------------------------------------------
     def solve_tridiagonal(self, lower: Array, diag: Array, upper: Array, rhs: Array) -> Array:
         """Solve many independent tridiagonal systems ``A x = rhs`` at once.

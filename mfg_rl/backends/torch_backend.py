@@ -68,6 +68,18 @@ class TorchBackend(Backend):
 
         return isinstance(x, torch.Tensor)
 
+    def from_host(self, x: np.ndarray) -> Array:
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(x)).to(self.torch_device)
+
+    def host_twin(self) -> Backend:
+        if not self.on_host:
+            return self
+        from mfg_rl.backends.numpy_backend import NumpyBackend
+
+        return NumpyBackend(dtype=self.dtype_name)
+
     def solve_tridiagonal(self, lower: Array, diag: Array, upper: Array, rhs: Array) -> Array:
         if self.on_host:
             x = tridiagonal.lapack_gtsv(*(t.detach().numpy() for t in (lower, diag, upper, rhs)))

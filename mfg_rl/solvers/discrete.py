@@ -53,6 +53,8 @@ class DiscreteMFG:
         self.newton_tol = newton_tol
         self.max_newton = max_newton
         self.forcing: float | None = None
+        self._kept: tuple[Any, Any, KeptSteps] | None = None  # (u, m, steps), see keep_fp_matrices
+        self.step_jacobian: StencilMatrix | None = None  # A at the last hjb_step's u^n
         ndim = problem.grid.ndim
         self.forcing_scale = min(1.0, min(problem.grid.spacing) ** 2 / (2 * ndim * self.dt))
 
@@ -78,8 +80,9 @@ class DiscreteMFG:
         docstring). Its 2D Krylov solves are inexact (Eisenstat-Walker style): relative
         defect ``1e-4`` or an absolute one ten times below the stopping threshold,
         whichever is looser, so the last step still lands below it.
-        Returns ``(u^n, newton iterations, final residual max|dt R|)``; raises
-        ``SolverError`` naming ``n`` when Newton fails.
+        Returns ``(u^n, newton iterations, final residual max|dt R|)`` and keeps the space
+        Jacobian ``A_n`` at the returned ``u^n`` in ``step_jacobian`` (``keep_fp_matrices``);
+        raises ``SolverError`` naming ``n`` when Newton fails.
         """
         xp = self.xp
         u = u_next if guess is None else guess
@@ -94,6 +97,7 @@ class DiscreteMFG:
             if error != error or error == float("inf"):
                 raise SolverError(f"HJB Newton produced non-finite values at time index n={n}")
             if error <= target:
+                self.step_jacobian = jac
                 return u, iteration, error
             if iteration == self.max_newton:
                 break
@@ -111,8 +115,22 @@ class DiscreteMFG:
         the weight ``w(m^{n+1})``.
         """
         _, jac = self.operator.apply(u[:-1], self.weight(m[1:]))
-        jac = StencilMatrix(jac.center + 1.0 / self.dt, jac.minus, jac.plus)
-        return jac.transpose(self.xp)
+        return StencilMatrix(jac.center + 1.0 / self.dt, jac.minus, jac.plus).transpose(self.xp)
+
+    def fp_step_matrices(self, u: Any, m: Any) -> StencilMatrix | KeptSteps:
+        """The FP step matrices for marching (``.at(n) = J_n^T``): those kept by the HJB sweep
+        that produced ``u`` from ``m`` (``keep_fp_matrices``), else ``fp_matrices(u, m)``."""
+        kept = self._kept
+        if kept is not None and kept[0] is u and kept[1] is m:
+            return kept[2]
+        return self.fp_matrices(u, m)
+
+    def keep_fp_matrices(self, u: Any, m: Any, jacobians: list[Any]) -> None:
+        """Keep the HJB sweep's final Newton Jacobians ``A_n`` (``step_jacobian``, n = 0..Nt-1)
+        as the FP matrices of ``(u, m)`` (the same array objects): the same numbers as
+        ``fp_matrices``, without rebuilding them (one ``apply`` over all levels, ~10% of a
+        2D coupling iteration) or stacking them (fresh memory)."""
+        self._kept = (u, m, KeptSteps(jacobians, 1.0 / self.dt, self.xp))
 
     def fp_step(self, matrix_T: StencilMatrix, m_prev: Any, guess: Any = None) -> Any:
         """``m^{n+1}`` solving ``J_n^T m^{n+1} = m^n / dt``.
@@ -136,17 +154,27 @@ class DiscreteMFG:
 
         Dimensionless (a mass); zero exactly when ``m`` is the FP solution for ``u``.
         """
-        return float(self.fp_defect(u, m))
+        steps = self.fp_step_matrices(u, m)
+        if not isinstance(steps, KeptSteps):
+            return float(self.fp_defect(u, m))
+        xp = self.xp
+        per_step = xp.stack([self._defects(steps.at(n), m[n + 1], m[n]) for n in range(self.Nt)])
+        return float(xp.maximum(xp.max(per_step), self._initial_defect(m)))
 
     def fp_defect(self, u: Any, m: Any) -> Any:
         """``fp_residual`` as a 0-d backend array (no host sync, so it can be traced/jitted)."""
+        per_step = self._defects(self.fp_matrices(u, m), m[1:], m[:-1])
+        return self.xp.maximum(self.xp.max(per_step), self._initial_defect(m))
+
+    def _defects(self, jt: StencilMatrix, m_next: Any, m_prev: Any) -> Any:
+        """``h^d sum_i |dt J^T m^{n+1} - m^n|`` over the space axes (leading axes: a batch)."""
         xp = self.xp
-        jt = self.fp_matrices(u, m)
-        defect = self.dt * jt.matvec(xp, m[1:]) - m[:-1]
-        axes = tuple(range(1, defect.ndim))
-        per_step = xp.sum(xp.abs(defect), axis=axes) * self.cell_volume
-        initial = xp.sum(xp.abs(m[0] - self.m0)) * self.cell_volume
-        return xp.maximum(xp.max(per_step), initial)
+        defect = self.dt * jt.matvec(xp, m_next) - m_prev
+        axes = tuple(range(defect.ndim - self.problem.grid.ndim, defect.ndim))
+        return xp.sum(xp.abs(defect), axis=axes) * self.cell_volume
+
+    def _initial_defect(self, m: Any) -> Any:
+        return self.xp.sum(self.xp.abs(m[0] - self.m0)) * self.cell_volume
 
     def outflow(self, u: Any, m: Any) -> Any:
         """Mass leaving through exits during each step, from the boundary flux; shape ``(Nt,)``.
@@ -164,3 +192,20 @@ class DiscreteMFG:
         """``h^d sum_i m^n_i`` per time level, shape ``(Nt+1,)``."""
         axes = tuple(range(1, m.ndim))
         return self.xp.sum(m, axis=axes) * self.cell_volume
+
+
+class KeptSteps:
+    """FP step matrices ``J_n^T = (I/dt + A_n)^T`` from a list of space Jacobians ``A_n``,
+    transposed on first use of ``at(n)`` (no stacked copy of all levels)."""
+
+    def __init__(self, jacobians: list[StencilMatrix], inv_dt: float, xp: Any) -> None:
+        self.jacobians, self.inv_dt, self.xp = jacobians, inv_dt, xp
+        self.transposed: dict[int, StencilMatrix] = {}
+
+    def at(self, n: int) -> StencilMatrix:
+        found = self.transposed.get(n)
+        if found is None:
+            a = self.jacobians[n]
+            found = StencilMatrix(a.center + self.inv_dt, a.minus, a.plus).transpose(self.xp)
+            self.transposed[n] = found
+        return found

@@ -14,7 +14,10 @@ exactly the mass inside (kernel tails through an exit would be lost otherwise), 
 Memory is ``O(N + Nt M)``: positions are overwritten every step unless ``store_paths``.
 Written once against the backend: ``backend.xp``, the binned KDE's trusted fast path
 (``kde_binned.BoxLattice``: the particles are folded into the box, so no validation) and
-``backend.normal``/``uniform`` (noise drawn on the backend's device).
+``backend.normal``/``uniform`` (noise drawn on the backend's device). Torch tensors on a
+CPU step as zero-copy numpy views (``Backend.host_twin``): a step is some 500 operations
+on cache-sized chunks, where torch's per-operation dispatch cost 15-25% at N = 1e6; the
+numbers are the same (the host generator is numpy's for both).
 
 The step is one pass over the particles, in chunks of ``STEP_CHUNK_HOST`` on a CPU (all
 of them on an accelerator or with jax) so that its temporaries stay in cache: positions
@@ -149,11 +152,15 @@ class ParticleFP:
 
     # -- the stepper -------------------------------------------------------------------
     def _simulate(self, disc: DiscreteMFG, u: Any, m: Any) -> ParticleRun:
-        backend, xp, grid = disc.backend, disc.xp, disc.problem.grid
+        # the step is hundreds of small operations: torch CPU tensors step as numpy views
+        outer = disc.backend
+        backend = outer.host_twin()
+        xp, grid = backend.xp, disc.problem.grid
         n, dt, dim = self.n_particles, disc.dt, grid.ndim
         dtype = backend.dtype if self.dtype is None else getattr(xp, self.dtype)
         generator = backend.generator(self.seed)
-        cols = self._sample_m0(disc, generator)
+        m0 = backend.from_host(outer.to_numpy(disc.m0)) if backend is not outer else disc.m0
+        cols = self._sample_m0(backend, m0, grid, generator)
         alive = xp.ones(n, dtype=dtype, device=array_device(cols[0])) if grid.has_exit() else None
         sigma = self._sigma(xp, cols, alive, float(n), grid, None)
         # particles move in the lattice units of the binned KDE (BoxLattice): s = (x - lo)/h + const
@@ -161,14 +168,17 @@ class ParticleFP:
         cols = [xp.astype(lattice.to_units(xp, c, k), dtype) for k, c in enumerate(cols)]
         w = disc.weight(m[1:])
         # dt alpha^n / h = -(dt/h) w grad u^n on the lattice, one table (BoxLattice.table) per axis
-        tables = [[xp.astype(t, dtype) for t in lattice.table(xp, (-dt / h) * w * g)]
-                  for g, h in zip(disc.operator.gradient(u[:-1]), grid.spacing, strict=True)]
+        grads = disc.operator.gradient(u[:-1])
+        drifts = [(-dt / h) * w * g for g, h in zip(grads, grid.spacing, strict=True)]
+        if backend is not outer:
+            drifts = [backend.from_host(outer.to_numpy(a)) for a in drifts]
+        tables = [[xp.astype(t, dtype) for t in lattice.table(xp, a)] for a in drifts]
         scales = [math.sqrt(2.0 * disc.problem.nu * dt) / h for h in grid.spacing]
         chunk = _step_chunk(cols[0])
         bounds = [(a, min(n, a + chunk)) for a in range(0, n, chunk)]
         chunks = [([rows_of(xp, c, a, b, n) for c in cols], rows_of(xp, alive, a, b, n)) for a, b in bounds]
         located = [lattice.locate(xp, part) for part, _ in chunks]
-        levels, counts, paths, sigmas = [disc.m0], [float(n)], [], []
+        levels, counts, paths, sigmas = [m0], [float(n)], [], []
         noisy_steps = disc.Nt if scales[0] > 0.0 else 0
         with PrefetchedNoise(backend, generator, bounds, scales, dtype, noisy_steps) as noise:
             for step in range(disc.Nt):
@@ -198,9 +208,10 @@ class ParticleFP:
                 sigma = self._rule_sigma(xp, lattice, sums, squares, count, chunks, n, grid, sigma)
                 sigmas.append(sigma)
                 if self.kde_method == "binned":
-                    levels.append(self._density(disc, lattice, sums, count, sigma))
+                    levels.append(self._density(backend, m0, disc.cell_volume, lattice, sums, count, sigma))
                 else:
-                    levels.append(self._exact_density(disc, _join(xp, lattice, chunks, n), count, sigma))
+                    levels.append(self._exact_density(backend, m0, disc.problem.grid, disc.cell_volume,
+                                                      _join(xp, lattice, chunks, n), count, sigma))
                 counts.append(count)
         points, alive = _join(xp, lattice, chunks, n)
         if self.store_paths:
@@ -209,13 +220,16 @@ class ParticleFP:
         if not bool(xp.all(xp.isfinite(density))):
             raise SolverError("particle FP produced non-finite densities (NaN drift or positions)")
         counts_np = np.array(counts)
-        return ParticleRun(density, counts_np / n, (n - counts_np) / n, sigmas, points, alive,
-                           xp.stack(paths) if self.store_paths else None)
+        paths = xp.stack(paths) if self.store_paths else None
+        if backend is not outer:
+            density, points, alive, paths = (None if a is None else outer.from_host(a)
+                                             for a in (density, points, alive, paths))
+        return ParticleRun(density, counts_np / n, (n - counts_np) / n, sigmas, points, alive, paths)
 
-    def _sample_m0(self, disc: DiscreteMFG, generator: Any) -> list[Any]:
+    def _sample_m0(self, backend: Any, m0: Any, grid: Any, generator: Any) -> list[Any]:
         """N samples of ``m0`` read as constant in each cell: one ``(N,)`` array per axis."""
-        backend, xp, grid = disc.backend, disc.xp, disc.problem.grid
-        cdf = xp.cumulative_sum(xp.reshape(disc.m0, (-1,)))
+        xp = backend.xp
+        cdf = xp.cumulative_sum(xp.reshape(m0, (-1,)))
         draw = backend.uniform(generator, (self.n_particles,)) * cdf[-1]
         flat = xp.clip(xp.searchsorted(cdf, draw, side="right"), max=grid.size - 1)
         cols = [None] * grid.ndim
@@ -255,26 +269,26 @@ class ParticleFP:
         sigma = [factor * math.sqrt(var / unbias) for _, var in moments]
         return tuple(max(s, MIN_BANDWIDTH_CELLS * h) for s, h in zip(sigma, grid.spacing, strict=True))
 
-    def _density(self, disc: DiscreteMFG, lattice: BoxLattice, sums: list[Any], count: float,
-                 sigma: tuple[float, ...]) -> Any:
+    def _density(self, backend: Any, m0: Any, cell_volume: float, lattice: BoxLattice, sums: list[Any],
+                 count: float, sigma: tuple[float, ...]) -> Any:
         """KDE on the grid (reflecting no-flux walls), rescaled to integrate to ``count / N``."""
-        xp = disc.xp
+        xp = backend.xp
         if count == 0.0:
-            return 0.0 * disc.m0
-        rho = lattice.density(xp, sums, sigma, disc.backend.dtype, array_device(disc.m0))
-        total = xp.sum(rho) * disc.cell_volume
+            return 0.0 * m0
+        rho = lattice.density(xp, sums, sigma, backend.dtype, array_device(m0))
+        total = xp.sum(rho) * cell_volume
         return rho * ((count / self.n_particles) / total)
 
-    def _exact_density(self, disc: DiscreteMFG, joined: tuple[Any, Any], count: float,
-                       sigma: tuple[float, ...]) -> Any:
+    def _exact_density(self, backend: Any, m0: Any, grid: Any, cell_volume: float, joined: tuple[Any, Any],
+                       count: float, sigma: tuple[float, ...]) -> Any:
         """``_density`` by the validated ``backend.kde`` (``kde_method="exact"``)."""
-        xp, (points, alive) = disc.xp, joined
+        xp, (points, alive) = backend.xp, joined
         if count == 0.0:
-            return 0.0 * disc.m0
-        weights = None if alive is None else xp.astype(alive, disc.backend.dtype) * (1.0 / self.n_particles)
-        rho = disc.backend.kde(xp.astype(points, disc.backend.dtype), weights, disc.problem.grid,
-                               bandwidth=sigma, method="exact", reflect=True)
-        total = xp.sum(rho) * disc.cell_volume
+            return 0.0 * m0
+        weights = None if alive is None else xp.astype(alive, backend.dtype) * (1.0 / self.n_particles)
+        rho = backend.kde(xp.astype(points, backend.dtype), weights, grid, bandwidth=sigma, method="exact",
+                          reflect=True)
+        total = xp.sum(rho) * cell_volume
         return rho * ((count / self.n_particles) / total)
 
 

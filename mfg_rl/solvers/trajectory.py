@@ -49,18 +49,21 @@ class Sequential:
         f = disc.running_cost(m[1:])
         w = disc.weight(m[1:])
         u_next = disc.terminal_cost(m[-1])
-        levels = [u_next]
+        levels, jacobians = [u_next], []
         newton, worst = 0, 0.0
         for n in range(disc.Nt - 1, -1, -1):
             guess = None if u_guess is None else u_guess[n]
             u_next, iterations, residual = disc.hjb_step(u_next, w[n], f[n], n, guess)
             levels.append(u_next)
+            jacobians.append(disc.step_jacobian)
             newton += iterations
             worst = max(worst, residual)
-        return HJBResult(xp.stack(levels[::-1]), newton, worst)
+        u = xp.stack(levels[::-1])
+        disc.keep_fp_matrices(u, m, jacobians[::-1])  # the FP matrices of (u, m), for free
+        return HJBResult(u, newton, worst)
 
     def fp(self, disc: DiscreteMFG, u: Any, m: Any) -> Any:
-        matrices = disc.fp_matrices(u, m)
+        matrices = disc.fp_step_matrices(u, m)
         levels = [disc.m0]
         for n in range(disc.Nt):
             # the previous coupling iterate starts the 2D Krylov solves (1D solves are direct)
