@@ -88,8 +88,8 @@ class ParticleFP:
             backend's. Densities are accumulated in the backend's dtype and the noise is
             drawn in it (the same stream): float32 particles differ from float64 ones by
             round-off only (measured 1e-7..2e-6 in density L1, N = 2e4..5e4, 10..40
-            steps) and move half the bytes: about 1.4x faster with torch at N = 1e7 on a
-            CPU, little at 1e6, where the draws (float64 PCG64) bound a step.
+            steps) and move half the bytes: about 1.2x faster at N = 1e7 on a CPU, the
+            same at 1e6, where the draws (float64 PCG64) bound a step.
 
     Example:
         >>> from mfg_rl import problems
