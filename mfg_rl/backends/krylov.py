@@ -182,3 +182,91 @@ def cyclic_tridiagonal(
         1.0 + z[..., :1] + top_right * z[..., -1:] / gamma
     )
     return x - factor * z
+
+
+def bicgstab_while(
+    xp: Any,
+    while_loop: Callable[[Callable[[Any], Any], Callable[[Any], Any], Any], Any],
+    matvec: Operator,
+    rhs: Any,
+    *,
+    precond: Operator | None = None,
+    x0: Any = None,
+    rtol: float = 1e-10,
+    atol: float = 0.0,
+    max_iter: int = 500,
+    max_restarts: int = 3,
+) -> tuple[Any, Any, Any, Any]:
+    """``bicgstab`` with its loops written as ``while_loop(cond, body, state)``, so that it traces.
+
+    The same iteration, restarts and stopping rule, steered by 0-d arrays instead of host
+    floats: with ``jax.lax.while_loop`` the solve compiles into the caller's program (no host
+    round trip). A branch that ``bicgstab`` takes with ``break`` is a masked update here.
+
+    Returns:
+        ``(x, residual, iterations, converged)``: ``x`` and ``b - A x`` shaped like ``rhs``,
+        the iteration count and whether ``||b - A x||_2 <= max(rtol ||b||_2, atol)`` (0-d
+        arrays; a caller inside a trace cannot raise, it must report ``converged``).
+    """
+    apply_m: Operator = precond if precond is not None else (lambda v: v)
+
+    def dot(a: Any, b: Any) -> Any:
+        return xp.sum(a * b)
+
+    norm_b = xp.sqrt(dot(rhs, rhs))
+    target = xp.maximum(rtol * norm_b, atol)
+    x = xp.zeros_like(rhs) if x0 is None else x0
+    r = rhs if x0 is None else rhs - matvec(x)
+    zero = xp.zeros((), dtype=rhs.dtype)
+    one = zero + 1.0
+
+    def cycle(x: Any, r: Any, iteration: Any) -> tuple[Any, Any]:
+        def going(s: tuple) -> Any:
+            return (~s[-1]) & (s[-2] < max_iter)
+
+        def step(s: tuple) -> tuple:
+            x, r, p, v, rho, alpha, omega, it, _ = s
+            it = it + 1
+            rho_new = dot(r0, r)
+            broken = (rho_new == 0.0) | (omega == 0.0)
+            beta = (rho_new / xp.where(broken, one, rho)) * (alpha / xp.where(broken, one, omega))
+            p = r + beta * (p - omega * v)
+            p_hat = apply_m(p)
+            v = matvec(p_hat)
+            r0_v = dot(r0, v)
+            broken = broken | (r0_v == 0.0)
+            alpha = rho_new / xp.where(broken, one, r0_v)
+            s_ = r - alpha * v
+            x_half = x + alpha * p_hat
+            s_norm = xp.sqrt(dot(s_, s_))
+            half = (s_norm <= target) | ~xp.isfinite(s_norm)
+            s_hat = apply_m(s_)
+            t = matvec(s_hat)
+            t_t = dot(t, t)
+            omega = xp.where(t_t > 0.0, dot(t, s_) / xp.where(t_t > 0.0, t_t, one), zero)
+            x_full = x_half + omega * s_hat
+            r_full = s_ - omega * t
+            r_norm = xp.sqrt(dot(r_full, r_full))
+            done = broken | half | (r_norm <= target) | ~xp.isfinite(r_norm)
+            x = xp.where(broken, x, xp.where(half, x_half, x_full))
+            r = xp.where(broken | half, r, r_full)
+            return x, r, p, v, rho_new, alpha, omega, it, done
+
+        r0 = r
+        state = (x, r, xp.zeros_like(r), xp.zeros_like(r), one, one, one, iteration, xp.asarray(False))
+        out = while_loop(going, step, state)
+        return out[0], out[-2]
+
+    def unfinished(s: tuple) -> Any:
+        _, _, residual, iteration, cycles = s
+        return (residual > target) & xp.isfinite(residual) & (iteration < max_iter) & (cycles <= max_restarts)
+
+    def restart(s: tuple) -> tuple:
+        x, r, _, iteration, cycles = s
+        x, iteration = cycle(x, r, iteration)
+        r = rhs - matvec(x)
+        return x, r, xp.sqrt(dot(r, r)), iteration, cycles + 1
+
+    state = (x, r, xp.sqrt(dot(r, r)), xp.asarray(0), xp.asarray(0))
+    x, r, residual, iteration, _ = while_loop(unfinished, restart, state)
+    return x, r, iteration, residual <= target

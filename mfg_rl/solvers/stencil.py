@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mfg_rl.backends import Backend, SparsePattern
-from mfg_rl.backends.krylov import KrylovResult, bicgstab, cyclic_tridiagonal
+from mfg_rl.backends.krylov import KrylovResult, bicgstab, bicgstab_while, cyclic_tridiagonal
 from mfg_rl.core import Grid
 
 
@@ -166,6 +166,8 @@ class StencilSolver:
     def _solve_krylov(self, matrix: StencilMatrix, rhs: Any, x0: Any, rtol: float, atol: float) -> Any:
         """BiCGStab in a frame whose axes are permuted so that lines run along the last one."""
         xp, ndim = self.backend.xp, self.grid.ndim
+        if _traced(self.backend, rhs):
+            return self._solve_traced(matrix, rhs, x0, rtol, atol)
         order = list(range(ndim))
         if self.preconditioner == "zebra":  # weakest axis first: colour second to last, lines last
             strength = [float(xp.sum(xp.abs(matrix.minus[d]) + xp.abs(matrix.plus[d]))) for d in order]
@@ -193,6 +195,48 @@ class StencilSolver:
         )
         x = self._project(result, b, lambda v: _matvec(xp, frame, v))
         return x if identity else xp.permute_dims(x, tuple(order.index(d) for d in range(ndim)))
+
+    def _solve_traced(self, matrix: StencilMatrix, rhs: Any, x0: Any, rtol: float, atol: float) -> Any:
+        """The Krylov solve inside a jax trace (``method="jax-scan"``): ``bicgstab_while``,
+        the frame picked by ``lax.switch`` on the same coupling strengths, the density
+        projection as masked updates. A solve that misses its tolerance returns NaN, which
+        the traced caller's status check reports (no exception can leave a trace)."""
+        from jax import lax
+
+        xp, ndim = self.backend.xp, self.grid.ndim
+        if ndim != 2:
+            raise NotImplementedError(f"traced Krylov solves are 2D only, this grid is {ndim}D")
+        orders = [[0, 1], [1, 0]] if self.preconditioner == "zebra" else [[0, 1]]
+        x0 = xp.zeros_like(rhs) if x0 is None else x0
+
+        def solve(order: list[int], center: Any, minus: tuple, plus: tuple, b: Any, guess: Any) -> Any:
+            def to_frame(a: Any) -> Any:
+                return a if order == [0, 1] else xp.permute_dims(a, (1, 0))
+
+            frame = StencilMatrix(to_frame(center), tuple(to_frame(minus[d]) for d in order),
+                                  tuple(to_frame(plus[d]) for d in order))
+            periodic = tuple(self.periodic[d] for d in order)
+            b = to_frame(b)
+
+            def matvec(v: Any) -> Any:
+                return _matvec(xp, frame, v)
+
+            x, residual, _, converged = bicgstab_while(
+                xp, lax.while_loop, matvec, b, precond=self._preconditioner(frame, periodic),
+                x0=to_frame(guess), rtol=rtol, atol=atol, max_iter=self.max_iter,
+            )
+            negative = xp.min(x) < 0.0
+            x_clipped = xp.where(negative, xp.maximum(x, 0.0), x)
+            residual = xp.where(negative, b - matvec(x_clipped), residual)
+            defect, total = xp.sum(residual), xp.sum(b)
+            scale = xp.where(total > 0.0, 1.0 + defect / xp.where(total > 0.0, total - defect, 1.0), 1.0)
+            x = xp.where(xp.min(b) >= 0.0, x_clipped * scale, x)
+            return to_frame(xp.where(converged, x, xp.nan))
+
+        branches = [lambda *a, order=order: solve(order, *a) for order in orders]
+        strength = [xp.sum(xp.abs(matrix.minus[d]) + xp.abs(matrix.plus[d])) for d in range(ndim)]
+        index = xp.where(strength[0] <= strength[1], 0, 1) if len(orders) == 2 else 0
+        return lax.switch(index, branches, matrix.center, matrix.minus, matrix.plus, rhs, x0)
 
     def _project(self, result: KrylovResult, b: Any, matvec: Callable[[Any], Any]) -> Any:
         """Count the solve; for ``b >= 0`` clip negative round-off and restore ``1^T (b - A x) = 0``."""
@@ -308,6 +352,15 @@ class StencilSolver:
         else:
             x = self.backend.solve_tridiagonal(lower, diag, upper, b)
         return x if axis == last else xp.moveaxis(x, last, axis)
+
+
+def _traced(backend: Backend, x: Any) -> bool:
+    """Whether ``x`` is a jax tracer (the solve is being compiled into a larger program)."""
+    if backend.name != "jax":
+        return False
+    import jax
+
+    return isinstance(x, jax.core.Tracer)
 
 
 def _roll(xp: Any, x: Any, shift: int, axis: int) -> Any:
