@@ -3,7 +3,12 @@
 Rows per case: ``sequential`` (marching, damped fixed point), ``global`` (one sparse
 space-time solve per trajectory, SuperLU), ``global-krylov`` (FGMRES, time-sweep
 preconditioner), ``newton`` (monolithic Newton on the coupled system, global warm-up),
-all to the same ``tol``; ``ratio`` = sequential seconds / row seconds.
+``jax-scan`` (the marching compiled by XLA, on the jax backend; its seconds exclude the
+one-off compile, shown in the note), all to the same ``tol``; ``ratio`` = sequential
+seconds / row seconds. ``peak MiB``: the process's resident memory during the row above
+its value before (sampled every 5 ms from ``/proc/self/statm``, after ``malloc_trim``
+hands freed heap back to the OS; memory that jax or torch keep in their own pools from an
+earlier row is not counted again).
 
 ``parareal S=..`` rows: ``Parareal(slices=S)`` (one coarse implicit step per slice unless
 ``--coarse-factor``), its fine sweeps batched over slices in this one process (1D; 2D
@@ -41,7 +46,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import math
+import os
+import threading
 import time
 from typing import Any
 
@@ -54,7 +63,7 @@ from mfg_rl.solvers.discrete import DiscreteMFG
 from mfg_rl.solvers.parareal import Parareal
 from mfg_rl.solvers.trajectory import Sequential
 
-ROWS = ("sequential", "global", "global-krylov", "newton")
+ROWS = ("sequential", "global", "global-krylov", "newton", "jax-scan")
 SLICES = (2, 4, 8, 16)
 
 
@@ -79,21 +88,67 @@ def cases(quick: bool) -> list[tuple[str, dict[str, int]]]:
             ("lq-1d", {"Nx": 201, "Nt": 50}), ("lq-1d", {"Nx": 2001, "Nt": 1000})]
 
 
+class PeakRSS:
+    """Peak resident memory (MiB) of this process above its value at entry, sampled on a thread."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval, self.peak, self._stop = interval, 0.0, threading.Event()
+
+    @staticmethod
+    def rss() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, self.rss() - self.start)
+
+    def __enter__(self) -> PeakRSS:
+        gc.collect()
+        try:  # hand freed heap memory back to the OS, so the baseline is what is live
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+        self.start = self.rss()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.rss() - self.start)
+
+
 def run_row(problem: Any, row: str | Parareal, backend: str, tol: float,
             max_seconds: float) -> dict[str, Any]:
     unknowns = 2 * problem.grid.size * problem.time.Nt
     if row == "newton" and 6 * 0.16 * (unknowns / 2e4) ** 1.4 > max_seconds:
         return {"note": f"skipped: LU of {unknowns:.1e} unknowns predicted > {max_seconds:g} s"}
-    limit = TimeLimit(max_seconds)
     method, coupling = (("global", "newton") if row == "newton" else (row, "fixed_point"))
-    start = time.perf_counter()
-    eq = solve(problem, method=method, coupling=coupling, backend=backend, tol=tol, progress=False,
-               callbacks=[limit], max_iter=2000)
-    seconds = time.perf_counter() - start
+    compile_seconds = 0.0
+    if row == "jax-scan":
+        backend = "jax"
+        try:  # compile once (the programs are cached), so the timed solve is the run alone
+            start = time.perf_counter()
+            solve(problem, method=method, backend=backend, tol=tol, progress=False, max_iter=1,
+                  allow_unconverged=True)
+            compile_seconds = time.perf_counter() - start
+        except ImportError as exc:
+            return {"note": f"skipped: {exc}"}
+    limit = TimeLimit(max_seconds)
+    with PeakRSS() as memory:
+        start = time.perf_counter()
+        eq = solve(problem, method=method, coupling=coupling, backend=backend, tol=tol, progress=False,
+                   callbacks=[limit], max_iter=2000)
+        seconds = time.perf_counter() - start
     d = eq.diagnostics
     note = "converged" if d.converged else ("stopped at limit" if limit.hit else "not converged")
+    if row == "jax-scan":
+        note += f" (compile + 1 iteration {compile_seconds:.1f} s)"
     return {"seconds": seconds, "iterations": d.iterations, "residual": d.residual, "note": note,
-            "m": eq.m.numpy(), "u": eq.u.numpy(), "timings": d.timings, "converged": d.converged}
+            "m": eq.m.numpy(), "u": eq.u.numpy(), "timings": d.timings, "converged": d.converged,
+            "peak": memory.peak}
 
 
 def sweeps(r: dict[str, Any]) -> dict[str, int]:
@@ -145,13 +200,13 @@ def iterations_to(problem: Any, backend: str, slices: int, coarse_factor: int | 
 
 def print_row(label: str, row: str, r: dict[str, Any], base: dict[str, Any], note: str = "") -> None:
     if "seconds" not in r:
-        dashes = f"{'-':>9}{'-':>7}{'-':>10}{'-':>7}  {'-':>9}"
+        dashes = f"{'-':>9}{'-':>7}{'-':>10}{'-':>7}{'-':>9}  {'-':>9}"
         print(f"{label:<26}{row:<15}{dashes}  {r['note']}", flush=True)
         return
     ratio = base["seconds"] / r["seconds"] if base.get("note") == "converged" else float("nan")
     diff = abs(r["m"] - base["m"]).max() if "m" in base else float("nan")
     print(f"{label:<26}{row:<15}{r['seconds']:>9.3f}{r['iterations']:>7d}{r['residual']:>10.1e}"
-          f"{ratio:>7.2f}  {diff:>9.1e}  {r['note']}{note}", flush=True)
+          f"{ratio:>7.2f}{r['peak']:>9.0f}  {diff:>9.1e}  {r['note']}{note}", flush=True)
 
 
 def parareal_rows(problem: Any, label: str, base: dict[str, Any], args: argparse.Namespace) -> None:
@@ -194,7 +249,7 @@ def main() -> None:
     args = parser.parse_args()
     selected = set(args.rows.split(",")) | {"sequential"}
     header = (f"{'case':<26}{'row':<15}{'seconds':>9}{'iters':>7}{'residual':>10}{'ratio':>7}"
-              f"  {'|m-m_seq|':>9}  note")
+              f"{'peak MiB':>9}  {'|m-m_seq|':>9}  note")
     print(f"backend={args.backend} tol={args.tol:g} max_seconds={args.max_seconds:g} "
           f"coarse_factor={args.coarse_factor}")
     print(header)
