@@ -22,12 +22,10 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import math
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from kernels import best_time  # benchmarks/kernels.py: best of a few runs
 
 from mfg_rl import problems
 from mfg_rl.backends import create_backend
@@ -49,18 +47,6 @@ def fp_step(n: int) -> tuple[Any, StencilMatrix, np.ndarray]:
     return problem.grid, matrix, m0 / disc.dt
 
 
-def best_time(fn: Callable[[], Any], budget: float, repeats: int = 20) -> float:
-    fn()  # warm-up: numba compile or cache load, LAPACK and numpy first calls
-    best, start = math.inf, time.perf_counter()
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-        if time.perf_counter() - start > budget:
-            break
-    return best
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="sizes 32 and 64 only")
@@ -76,7 +62,7 @@ def main() -> None:
         row = []
         for compiled in (False, True):
             solver = StencilSolver(grid, backend, compiled=compiled, rtol=RTOL)
-            seconds = best_time(lambda s=solver, a=matrix, b=rhs: s.solve(a, b), args.budget)
+            seconds = best_time(lambda s=solver, a=matrix, b=rhs: s.solve(a, b), args.budget, repeats=20)
             solver.solves = solver.iterations = 0
             x = solver.solve(matrix, rhs)
             row.append((seconds, solver.iterations, x))

@@ -83,7 +83,9 @@ class GlobalSpacetime:
 
     Args:
         linear: ``"direct"`` (backend sparse solve) or ``"krylov"`` (preconditioned FGMRES).
-        rtol: relative tolerance of the Krylov solves (``||b - A x|| <= rtol ||b||``).
+        rtol: relative tolerance of the Krylov solves (``||b - A x|| <= rtol ||b||``). The
+            default 1e-12 is what round-off leaves attainable over long horizons: at 1e-13
+            FGMRES stalled at 2.4e-13 on crowd-exit-1d 501x1000.
         restart, max_iter: FGMRES restart length and total iteration budget.
 
     Attributes:
@@ -98,7 +100,7 @@ class GlobalSpacetime:
 
     name = "global"
 
-    def __init__(self, linear: str = "direct", *, rtol: float = 1e-13, restart: int = 30,
+    def __init__(self, linear: str = "direct", *, rtol: float = 1e-12, restart: int = 30,
                  max_iter: int = 300) -> None:
         if linear not in LINEAR:
             raise ValueError(f"linear must be one of {', '.join(LINEAR)}, got {linear!r}")
