@@ -210,3 +210,26 @@ def test_crowd_2d_equilibrium_is_the_same_with_and_without_the_kernel(
     assert fast.diagnostics.converged and slow.diagnostics.converged
     np.testing.assert_allclose(fast.u.numpy(), slow.u.numpy(), rtol=0, atol=1e-9)
     np.testing.assert_allclose(fast.m.numpy(), slow.m.numpy(), rtol=0, atol=1e-9)
+
+
+def test_a_read_only_install_caches_kernels_in_the_user_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path,  # noqa: ANN001
+) -> None:
+    """Where the package directory is not writable, numba's cache goes to $MFG_RL_CACHE/numba
+    (set before numba is imported); a writable package, or the user's own choice, is left alone."""
+    import os
+    import sys
+
+    from mfg_rl.backends import stencil_numba
+
+    monkeypatch.setenv("MFG_RL_CACHE", str(tmp_path))
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.delitem(sys.modules, "numba", raising=False)
+    stencil_numba._point_numba_cache()
+    assert "NUMBA_CACHE_DIR" not in os.environ  # this checkout is writable
+    monkeypatch.setattr(stencil_numba.os, "access", lambda path, mode: False)
+    stencil_numba._point_numba_cache()
+    assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "numba")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", "/elsewhere")
+    stencil_numba._point_numba_cache()
+    assert os.environ["NUMBA_CACHE_DIR"] == "/elsewhere"

@@ -37,13 +37,17 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mfg_rl.backends.krylov import KrylovResult
 from mfg_rl.errors import SolverError
+from mfg_rl.paths import default_cache_dir
 
 
 @functools.cache
@@ -143,10 +147,21 @@ def _workspace(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
 _compile_lock = threading.Lock()
 
 
+def _point_numba_cache() -> None:
+    """numba caches compiled kernels next to this module; where that is read-only (a system
+    install) point it at ``default_cache_dir()/numba``, so that the ~15 s compile is paid
+    once, not in every process. Only before numba is imported and when the user has not
+    chosen (``NUMBA_CACHE_DIR``)."""
+    if "numba" in sys.modules or "NUMBA_CACHE_DIR" in os.environ or os.access(Path(__file__).parent, os.W_OK):
+        return
+    os.environ["NUMBA_CACHE_DIR"] = str(default_cache_dir() / "numba")
+
+
 @functools.cache
 def _compiled() -> Any:
     """The jitted ``_solve``: its helpers are jitted first and the module's names rebound to
     them, so that ``_solve`` calls compiled code (compiled once per dtype, cached on disk)."""
+    _point_numba_cache()
     import numba
 
     with _compile_lock:

@@ -12,6 +12,7 @@ from typing import Any
 
 from mfg_rl.backends import Backend, create_backend
 from mfg_rl.core import MFGProblem, SpacetimeField
+from mfg_rl.paths import default_cache_dir
 from mfg_rl.solvers.callbacks import Callback, ProgressBar
 from mfg_rl.solvers.coupling import POLICIES, Anderson, FictitiousPlay, FixedPoint, run_coupling
 from mfg_rl.solvers.discrete import DiscreteMFG
@@ -23,11 +24,6 @@ from mfg_rl.solvers.trajectory import STRATEGIES
 log = logging.getLogger("mfg_rl.solvers")
 
 FP_METHODS = ("fdm", "particles")
-
-
-def default_cache_dir() -> Path:
-    """``$MFG_RL_CACHE`` or ``~/.cache/mfg_rl``."""
-    return Path(os.environ.get("MFG_RL_CACHE", Path.home() / ".cache" / "mfg_rl"))
 
 
 def solve(
