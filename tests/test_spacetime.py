@@ -91,6 +91,30 @@ def test_newton_jacobian_matches_finite_differences(name: str, params: dict) -> 
     assert np.max(np.abs(J - fd)) < 1e-6 * (1.0 + np.max(np.abs(fd)))
 
 
+@pytest.mark.parametrize(("name", "params"), [
+    ("lq-1d", {"Nx": 15, "Nt": 4}),
+    ("crowd-2d", {"Nx": 6, "Ny": 5, "Nt": 3, "congestion": 0.0, "crowd_aversion": 0.0}),
+], ids=["lq-1d", "crowd-2d-uncoupled-locally"])
+def test_newton_sweeps_invert_the_local_jacobian_when_it_is_block_triangular(name: str, params: dict) -> None:
+    """Without a local dF_u/dM (lq-1d's coupling is a mean; crowd-2d without congestion or crowd
+    cost), a backward then a forward sweep solve the local Jacobian exactly: the same answer as
+    its sparse LU, at a fraction of the cost."""
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import splu
+
+    disc = DiscreteMFG(problems.make(name, **params), create_backend("numpy"))
+    m = np.stack([disc.m0] * (disc.Nt + 1))
+    u = Sequential().hjb(disc, m).u
+    U, M = u[:-1], Sequential().fp(disc, u, m)[1:]
+    system = CoupledSystem(disc)
+    uu, um, mu, mm = system.blocks(U, M)
+    assert np.max(np.abs(um)) == 0.0
+    J = sp.csc_matrix((system.values(uu, um, mu, mm), (system.rows, system.cols)), shape=(system.n, system.n))
+    r = np.random.default_rng(1).normal(size=system.n)
+    exact = splu(J).solve(r)
+    assert np.max(np.abs(system.sweeps(uu, mu, mm)(r) - exact)) < 1e-9 * np.max(np.abs(exact))
+
+
 def test_newton_raises_with_iteration_count() -> None:
     problem = problems.make("crowd-exit-1d", Nx=41, Nt=8)
     with pytest.raises(SolverError, match="max_iter=1"):
