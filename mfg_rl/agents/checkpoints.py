@@ -25,12 +25,13 @@ class LoadedAgent:
     initial: dict[str, float] | None
 
 
-def _make_env(env_id: str, device: Any, env_kwargs: dict[str, Any]) -> Any:
+def make_env(env_id: str, num_envs: int, device: Any, env_kwargs: dict[str, Any]) -> Any:
+    """``gymnasium.make_vec(env_id, num_envs, device, **env_kwargs)``, the ids registered."""
     import gymnasium
 
     import mfg_rl  # noqa: F401  (registers the ids)
 
-    return gymnasium.make_vec(env_id, num_envs=1, device=device, **env_kwargs)
+    return gymnasium.make_vec(env_id, num_envs=num_envs, device=device, **env_kwargs)
 
 
 def load_agent(checkpoint: str | Path, device: Any = "cpu") -> LoadedAgent:
@@ -60,7 +61,7 @@ def load_agent(checkpoint: str | Path, device: Any = "cpu") -> LoadedAgent:
     run = state["mfg_rl"]
     known = {"env_id", "algo", "regime", "num_envs", "seed", "iterations", "env_kwargs", "spaces"}
     params = hyperparameters(hp["algo"], {k: v for k, v in hp.items() if k not in known})
-    env = _make_env(hp["env_id"], device, dict(hp.get("env_kwargs") or {}))
+    env = make_env(hp["env_id"], 1, device, dict(hp.get("env_kwargs") or {}))
     env.set_crowd(run["crowd"].double().numpy())
     obs_dim, act_dim, max_action = hp["spaces"]
     model = ActorCritic(obs_dim, act_dim, params.hidden, params.log_std_init, max_action)

@@ -71,9 +71,6 @@ class Hyperparameters:
     eval_every: int = 10
     fp_every: int = 10
 
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 def defaults(algo: str) -> Hyperparameters:
     """The documented defaults of ``algo`` (``"ppo"`` or ``"a2c"``)."""

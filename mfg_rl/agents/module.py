@@ -22,21 +22,12 @@ import lightning.pytorch as pl
 import torch
 
 from mfg_rl.agents import reporting
+from mfg_rl.agents.checkpoints import make_env
 from mfg_rl.agents.config import hyperparameters
 from mfg_rl.agents.losses import actor_critic_loss, explained_variance
 from mfg_rl.agents.networks import ActorCritic, ObservationPolicy
 from mfg_rl.agents.regimes import FictitiousPlay, check_regime
 from mfg_rl.agents.rollout import collect, compute_gae
-
-
-def make_env(env_id: str, num_envs: int, device: Any, env_kwargs: dict[str, Any]) -> Any:
-    """The batched env with episode statistics: ``TorchEpisodeStatistics(make_vec(...))``."""
-    import gymnasium
-
-    import mfg_rl  # noqa: F401  (registers the ids)
-    from mfg_rl.envs import TorchEpisodeStatistics
-
-    return TorchEpisodeStatistics(gymnasium.make_vec(env_id, num_envs=num_envs, device=device, **env_kwargs))
 
 
 class ActorCriticModule(pl.LightningModule):
@@ -72,7 +63,9 @@ class ActorCriticModule(pl.LightningModule):
     def setup(self, stage: str) -> None:
         if self.env is None:
             device = self.trainer.strategy.root_device
-            self.env = make_env(self.env_id, self.num_envs, device, self.env_kwargs)
+            from mfg_rl.envs import TorchEpisodeStatistics
+
+            self.env = TorchEpisodeStatistics(make_env(self.env_id, self.num_envs, device, self.env_kwargs))
             self.generator = torch.Generator(device=device)
             self.generator.manual_seed(self.seed + 7919 * self.global_rank)
 

@@ -99,21 +99,28 @@ class ActorCritic(nn.Module):
         return self.critic(self.normalizer(obs))[:, 0]
 
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
-        mean = self.actor(self.normalizer(obs))
+        return self._normal(self.actor(self.normalizer(obs)))
+
+    def _normal(self, mean: torch.Tensor) -> torch.distributions.Normal:
         return torch.distributions.Normal(mean, self.log_std.exp().expand_as(mean))
+
+    def _heads(self, obs: torch.Tensor) -> tuple[torch.distributions.Normal, torch.Tensor]:
+        """The policy and ``V(obs)`` from one normalisation of ``obs``."""
+        z = self.normalizer(obs)
+        return self._normal(self.actor(z)), self.critic(z)[:, 0]
 
     def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``(log pi(a|obs), entropy, V(obs))``, each ``(B,)``, for the loss."""
-        dist = self.distribution(obs)
-        return dist.log_prob(actions).sum(-1), dist.entropy().sum(-1), self.value(obs)
+        dist, value = self._heads(obs)
+        return dist.log_prob(actions).sum(-1), dist.entropy().sum(-1), value
 
     @torch.no_grad()
     def sample(self, obs: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         """``(actions, log_probs, values)`` for a rollout; noise from ``generator`` only."""
-        dist = self.distribution(obs)
+        dist, value = self._heads(obs)
         noise = torch.randn(dist.mean.shape, generator=generator, device=obs.device, dtype=obs.dtype)
         actions = dist.mean + dist.stddev * noise
-        return actions, dist.log_prob(actions).sum(-1), self.value(obs)
+        return actions, dist.log_prob(actions).sum(-1), value
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:

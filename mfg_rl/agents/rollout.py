@@ -60,7 +60,7 @@ def collect(env: Any, model: ActorCritic, obs: torch.Tensor, n_steps: int, gamma
         actions, log_probs, values = model.sample(obs, generator)
         next_obs, rewards, terminated, truncated, info = env.step(actions)
         rewards = rewards.to(obs.dtype)
-        if bool(truncated.any()):
+        if "final_obs" in info and bool(truncated.any()):  # the env only syncs when an episode ends
             final = info["final_obs"][truncated]
             with torch.no_grad():
                 rewards = rewards.clone()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mfg_rl.agents.config import ALGORITHMS, hyperparameters
+from mfg_rl.agents.config import hyperparameters
 from mfg_rl.agents.regimes import check_regime
 
 DEFAULT_STEPS = {"mfg_rl/LQ1D-v0": 1_000_000, "mfg_rl/CrowdExit1D-v0": 1_500_000}
@@ -161,10 +161,8 @@ def train(
     """
     import torch
 
-    if algo not in ALGORITHMS:
-        raise ValueError(f"algo must be one of {', '.join(ALGORITHMS)}, got {algo!r}")
     check_regime(regime)
-    params = hyperparameters(algo, overrides)
+    params = hyperparameters(algo, overrides)  # checks algo
     steps = DEFAULT_STEPS.get(env_id, FALLBACK_STEPS) if steps is None else steps
     for name, value in (("steps", steps), ("num_envs", num_envs), ("ckpt_every", ckpt_every)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -177,7 +175,8 @@ def train(
 
     _quiet_lightning()
 
-    from mfg_rl.agents.module import ActorCriticModule, make_env
+    from mfg_rl.agents.checkpoints import make_env
+    from mfg_rl.agents.module import ActorCriticModule
     from mfg_rl.agents.progress import StepProgress
 
     probe = make_env(env_id, 1, "cpu", env_kwargs)
