@@ -88,7 +88,7 @@ class TorchBackend(Backend):
 
     def factor_tridiagonal(self, lower: Array, diag: Array, upper: Array) -> Any:
         if self.on_host:
-            return _HostTridiagonalFactor(self, *(t.detach().numpy() for t in (lower, diag, upper)))
+            return _HostTridiagonalFactor(*(t.detach().numpy() for t in (lower, diag, upper)))
         return super().factor_tridiagonal(lower, diag, upper)
 
     def solve_sparse(self, pattern: sparse.SparsePattern, values: Array, rhs: Array) -> Array:
@@ -109,23 +109,19 @@ class TorchBackend(Backend):
         import torch
 
         if self.on_host:
-            return torch.from_numpy(generator.standard_normal(shape, dtype=np.dtype(self.dtype_name)))
+            return super().normal(generator, shape)
         return torch.randn(shape, generator=generator, dtype=self.dtype, device=self.torch_device)
 
     def uniform(self, generator: Any, shape: tuple[int, ...]) -> Array:
         import torch
 
         if self.on_host:
-            return torch.from_numpy(generator.random(shape, dtype=np.dtype(self.dtype_name)))
+            return super().uniform(generator, shape)
         return torch.rand(shape, generator=generator, dtype=self.dtype, device=self.torch_device)
 
 
 class _HostTridiagonalFactor(tridiagonal.LapackTridiagonalFactor):
     """``LapackTridiagonalFactor`` on zero-copy numpy views of CPU tensors."""
-
-    def __init__(self, backend: TorchBackend, lower: Any, diag: Any, upper: Any) -> None:
-        super().__init__(lower, diag, upper)
-        self.backend = backend
 
     def solve(self, rhs: Array) -> Array:
         import torch

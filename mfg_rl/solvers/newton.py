@@ -42,8 +42,8 @@ from mfg_rl.errors import SolverError
 from mfg_rl.solvers.callbacks import Callback, IterationState
 from mfg_rl.solvers.coupling import CouplingResult, FixedPoint, run_coupling
 from mfg_rl.solvers.discrete import DiscreteMFG
-from mfg_rl.solvers.spacetime import fgmres, shifted_identity, stencil_coo, stencil_values
-from mfg_rl.solvers.stencil import StencilMatrix
+from mfg_rl.solvers.spacetime import fgmres, shifted_identity
+from mfg_rl.solvers.stencil import StencilMatrix, stencil_coo, stencil_values
 from mfg_rl.solvers.trajectory import TrajectorySolver
 
 

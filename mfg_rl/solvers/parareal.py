@@ -159,11 +159,12 @@ class Parareal:
         stats = {"newton": 0, "residual": 0.0}
 
         def coarse(q: int, u: Any) -> Any:
-            for start, size in reversed(self.coarse_steps(n_b[S - 1 - q], n_b[S - q])):
+            steps = self.coarse_steps(n_b[S - 1 - q], n_b[S - q])
+            for start, size in reversed(steps):
                 n = start + (size - 1) // 2
                 guess = None if u_guess is None else u_guess[start]
                 u, iterations, residual = self.view(disc, size).hjb_step(u, w[n], f[n], n, guess)
-            self.steps["hjb_coarse"] += len(self.coarse_steps(n_b[S - 1 - q], n_b[S - q]))
+            self.steps["hjb_coarse"] += len(steps)
             return u
 
         def step(rows: list[int], i: int, u: Any) -> Any:
@@ -195,12 +196,18 @@ class Parareal:
         n_b = self.bounds(disc.Nt)
         length = [n_b[q + 1] - n_b[q] for q in range(self.slices)]
 
+        operators: dict[tuple[int, int], tuple[DiscreteMFG, StencilMatrix]] = {}  # u, m fixed here
+
         def coarse(q: int, x: Any) -> Any:
-            for start, size in self.coarse_steps(n_b[q], n_b[q + 1]):
-                n = start + (size - 1) // 2
-                view = self.view(disc, size)
-                x = view.fp_step(view.fp_matrices(u[n:n + 2], m[n:n + 2]).at(0), x)
-            self.steps["fp_coarse"] += len(self.coarse_steps(n_b[q], n_b[q + 1]))
+            steps = self.coarse_steps(n_b[q], n_b[q + 1])
+            for start, size in steps:
+                if (start, size) not in operators:
+                    n = start + (size - 1) // 2
+                    view = self.view(disc, size)
+                    operators[start, size] = view, view.fp_matrices(u[n:n + 2], m[n:n + 2]).at(0)
+                view, matrix = operators[start, size]
+                x = view.fp_step(matrix, x)
+            self.steps["fp_coarse"] += len(steps)
             return x
 
         def step(rows: list[int], i: int, x: Any) -> Any:

@@ -105,6 +105,8 @@ def solve(
         policy = coupling
     else:
         raise TypeError(f"coupling must be a name or one of {', '.join(POLICIES)} policies, got {coupling!r}")
+    if isinstance(policy, Newton) and particles is not None:
+        raise ValueError("coupling='newton' needs fp='fdm' (the Jacobian of particles is not assembled)")
     if not (isinstance(tol, (int, float)) and 0.0 < tol < 1.0):
         raise ValueError(f"tol must be in (0, 1), got {tol!r}")
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
@@ -132,8 +134,6 @@ def solve(
     loop_callbacks = list(callbacks or [])
     if progress:
         loop_callbacks.insert(0, ProgressBar(f"{problem.name} {method}/{policy.name}"))
-    if isinstance(policy, Newton) and particles is not None:
-        raise ValueError("coupling='newton' needs fp='fdm' (the Jacobian of particles is not assembled)")
     run = run_newton if isinstance(policy, Newton) else run_coupling
     result = run(
         disc, strategy, particles or strategy, policy, tol=tol, max_iter=max_iter,

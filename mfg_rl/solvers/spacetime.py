@@ -27,28 +27,10 @@ from array_api_compat import device as array_device
 from mfg_rl.backends import SparsePattern
 from mfg_rl.errors import SolverError
 from mfg_rl.solvers.discrete import DiscreteMFG
-from mfg_rl.solvers.stencil import StencilMatrix, StencilSolver
+from mfg_rl.solvers.stencil import StencilMatrix, StencilSolver, stencil_coo, stencil_values
 from mfg_rl.solvers.trajectory import HJBResult
 
 LINEAR = ("direct", "krylov")
-
-
-def stencil_coo(shape: tuple[int, ...], blocks: int) -> tuple[np.ndarray, np.ndarray]:
-    """COO rows/cols of ``blocks`` block-diagonal stencil matrices on a grid of ``shape``.
-
-    Entry order matches ``stencil_values``: entry kind (center, then minus/plus per axis),
-    then block, then node. Neighbours wrap (their values are zero on non-periodic edges).
-    """
-    size = math.prod(shape)
-    index = np.arange(size).reshape(shape)
-    cols = [index.ravel()]
-    for d in range(len(shape)):
-        for shift in (1, -1):
-            cols.append(np.roll(index, shift, axis=d).ravel())
-    offset = (np.arange(blocks) * size)[None, :, None]
-    local_cols = np.stack(cols)[:, None, :]
-    rows = np.broadcast_to(index.ravel()[None, None, :] + offset, (len(cols), blocks, size))
-    return rows.ravel().astype(np.int64), (local_cols + offset).ravel().astype(np.int64)
 
 
 def wall_free(shape: tuple[int, ...], periodic: list[bool], blocks: int) -> np.ndarray:
@@ -63,12 +45,6 @@ def wall_free(shape: tuple[int, ...], periodic: list[bool], blocks: int) -> np.n
             masks.append(np.ones(shape, dtype=bool) if wraps else index[d] != edge)
     return np.broadcast_to(np.stack(masks).reshape(len(masks), 1, -1),
                            (len(masks), blocks, math.prod(shape))).ravel()
-
-
-def stencil_values(xp: Any, matrix: StencilMatrix) -> Any:
-    """Values of a batched ``StencilMatrix`` (shape ``(blocks, *grid)``) in ``stencil_coo`` order."""
-    parts = [matrix.center] + [a for pair in zip(matrix.minus, matrix.plus, strict=True) for a in pair]
-    return xp.concat([xp.reshape(a, (-1,)) for a in parts])
 
 
 def shifted_identity(size: int, blocks: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
@@ -113,23 +89,23 @@ class GlobalSpacetime:
         self.restart = restart
         self.max_iter = max_iter
         self.krylov_iterations: list[int] = []
-        self._patterns: dict[tuple, SparsePattern] = {}
-        self._keep: dict[tuple, np.ndarray] = {}
+        self._patterns: dict[tuple, tuple[SparsePattern, np.ndarray]] = {}
         self._inner: StencilSolver | None = None
 
     # -- assembly --------------------------------------------------------------------
-    def _pattern(self, disc: DiscreteMFG, offset: int) -> SparsePattern:
-        """Block stencils on the diagonal plus identities ``offset`` blocks away."""
+    def _pattern(self, disc: DiscreteMFG, offset: int) -> tuple[SparsePattern, np.ndarray]:
+        """Block stencils on the diagonal plus identities ``offset`` blocks away, and the
+        indices of the ``stencil_values`` entries it keeps (those not wrapping across a wall)."""
         key = (disc.problem.grid.shape, disc.Nt, offset)
         if key not in self._patterns:
             shape, size = disc.problem.grid.shape, disc.problem.grid.size
             rows, cols = stencil_coo(shape, disc.Nt)
             keep = wall_free(shape, [low == "periodic" for low, _ in disc.problem.grid.boundary], disc.Nt)
             r_id, c_id = shifted_identity(size, disc.Nt, offset)
-            self._patterns[key] = SparsePattern(
+            pattern = SparsePattern(
                 np.concatenate([rows[keep], r_id]), np.concatenate([cols[keep], c_id]), disc.Nt * size
             )
-            self._keep[key] = keep
+            self._patterns[key] = (pattern, np.flatnonzero(keep))
         return self._patterns[key]
 
     def _solve(self, disc: DiscreteMFG, blocks: StencilMatrix, offset: int, rhs: Any) -> Any:
@@ -137,11 +113,10 @@ class GlobalSpacetime:
         xp = disc.xp
         if self.linear == "krylov":
             return self._krylov(disc, blocks, offset, rhs)
-        pattern = self._pattern(disc, offset)
-        keep = self._keep[(disc.problem.grid.shape, disc.Nt, offset)]
+        pattern, kept = self._pattern(disc, offset)
         n_coupling = (disc.Nt - 1) * disc.problem.grid.size
         coupling = xp.full((n_coupling,), -1.0 / disc.dt, dtype=rhs.dtype, device=array_device(rhs))
-        kept = xp.asarray(np.flatnonzero(keep), device=array_device(rhs))
+        kept = xp.asarray(kept, device=array_device(rhs))
         stencil = xp.take(stencil_values(xp, blocks), kept)
         values = xp.concat([stencil, coupling])
         x = disc.backend.solve_sparse(pattern, values, xp.reshape(rhs, (-1,)))

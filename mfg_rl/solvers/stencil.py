@@ -10,6 +10,7 @@ Fokker-Planck step becomes the exact adjoint of the linearised HJB step.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -156,11 +157,7 @@ class StencilSolver:
 
     def _solve_direct(self, matrix: StencilMatrix, rhs: Any) -> Any:
         xp = self.backend.xp
-        values = xp.concat(
-            [xp.reshape(matrix.center, (-1,))]
-            + [xp.reshape(a, (-1,)) for pair in zip(matrix.minus, matrix.plus, strict=True) for a in pair]
-        )
-        x = self.backend.solve_sparse(self.pattern, values, xp.reshape(rhs, (-1,)))
+        x = self.backend.solve_sparse(self.pattern, stencil_values(xp, matrix), xp.reshape(rhs, (-1,)))
         return xp.reshape(x, self.grid.shape)
 
     def _solve_krylov(self, matrix: StencilMatrix, rhs: Any, x0: Any, rtol: float, atol: float) -> Any:
@@ -382,17 +379,30 @@ def _matvec(xp: Any, matrix: StencilMatrix, x: Any) -> Any:
     return out
 
 
-
 def _pattern(grid: Grid) -> SparsePattern:
-    """COO indices in the order center, (minus, plus) per axis; neighbours wrap (their
-    coefficient is zero where the box is not periodic)."""
-    index = np.arange(grid.size).reshape(grid.shape)
-    rows = [index.ravel()]
+    """The COO pattern of one stencil matrix on ``grid`` (``stencil_coo``)."""
+    return SparsePattern(*stencil_coo(grid.shape, 1), grid.size)
+
+
+def stencil_coo(shape: tuple[int, ...], blocks: int) -> tuple[np.ndarray, np.ndarray]:
+    """COO rows/cols of ``blocks`` block-diagonal stencil matrices on a grid of ``shape``.
+
+    Entry order matches ``stencil_values``: entry kind (center, then minus/plus per axis),
+    then block, then node. Neighbours wrap (their values are zero on non-periodic edges).
+    """
+    size = math.prod(shape)
+    index = np.arange(size).reshape(shape)
     cols = [index.ravel()]
-    for d in range(grid.ndim):
+    for d in range(len(shape)):
         for shift in (1, -1):
-            rows.append(index.ravel())
             cols.append(np.roll(index, shift, axis=d).ravel())
-    return SparsePattern(
-        np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64), grid.size
-    )
+    offset = (np.arange(blocks) * size)[None, :, None]
+    local_cols = np.stack(cols)[:, None, :]
+    rows = np.broadcast_to(index.ravel()[None, None, :] + offset, (len(cols), blocks, size))
+    return rows.ravel().astype(np.int64), (local_cols + offset).ravel().astype(np.int64)
+
+
+def stencil_values(xp: Any, matrix: StencilMatrix) -> Any:
+    """Values of a batched ``StencilMatrix`` (shape ``(blocks, *grid)``) in ``stencil_coo`` order."""
+    parts = [matrix.center] + [a for pair in zip(matrix.minus, matrix.plus, strict=True) for a in pair]
+    return xp.concat([xp.reshape(a, (-1,)) for a in parts])
