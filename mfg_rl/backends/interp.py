@@ -45,7 +45,7 @@ def interp(xp: Any, grid: Grid, values: Any, points: Any, *, check_finite: bool 
     if check_finite:
         arrays.check_finite(xp, points, "points")
     with np.errstate(all="ignore"):  # far points overflow t to +-inf, which clamps correctly
-        return _interp(xp, grid, [xp.reshape(values, (-1,))], cols)[0]
+        return _interp(xp, grid, [xp.reshape(values, (-1,))], cols, finite_points=check_finite)[0]
 
 
 def interp_levels(xp: Any, grid: Grid, table: Any, level: Any, points: Any) -> Any:

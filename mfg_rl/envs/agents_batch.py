@@ -159,9 +159,8 @@ class AgentBatch:
         self._refresh(None)
         final = self.level >= game.Nt
         terminated = final if self.empirical else final | exited
-        if bool(final.any()):
-            paying = final & (self.inside if self.empirical else ~exited)
-            reward = reward - torch.where(paying, self.here[1], 0.0)
+        paying = final & (self.inside if self.empirical else ~exited)  # no host sync: a where is cheaper
+        reward = reward - torch.where(paying, self.here[1], 0.0)
         if game.exit_cost != 0.0:
             reward = reward - torch.where(exited, game.exit_cost, 0.0)
         return StepResult(reward=reward, terminated=terminated, exited=exited, clipped=clipped)

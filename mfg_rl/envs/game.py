@@ -28,10 +28,8 @@ from mfg_rl.solvers import Equilibrium
 
 def equilibrium_controls(eq: Equilibrium) -> np.ndarray:
     """The equilibrium feedback at every level, shape ``(Nt+1, *space, d)`` (float64)."""
-    controls = [np.asarray(eq.control(n)) for n in range(eq.problem.time.Nt + 1)]
-    if eq.problem.ndim == 1:
-        return np.stack(controls)[..., None]
-    return np.moveaxis(np.stack(controls), 1, -1)
+    controls = eq.controls()
+    return controls[..., None] if eq.problem.ndim == 1 else np.moveaxis(controls, 1, -1)
 
 
 class Game:
@@ -110,13 +108,13 @@ class Game:
                 f"crowd m must be a finite, non-negative array of shape {(self.Nt + 1, *self.grid.shape)}"
             )
         cost = np.empty_like(m)
-        weight = np.empty_like(m)
         for n in range(self.Nt):
             cost[n] = problem.evaluate_cost(problem.running_cost, m[n + 1])
-            weight[n] = problem.hamiltonian.weight(m[n + 1])
         cost[-1] = problem.evaluate_cost(problem.terminal_cost, m[-1])
-        weight[-1] = problem.hamiltonian.weight(m[-1])
-        return np.stack([m, cost, weight] if self.congestion else [m, cost], axis=-1)
+        if not self.congestion:
+            return np.stack([m, cost], axis=-1)
+        weight = problem.hamiltonian.weight(np.concatenate([m[1:], m[-1:]]))  # level n pairs with m^{n+1}
+        return np.stack([m, cost, weight], axis=-1)
 
     def set_crowd(self, m: Any) -> None:
         """Replace the frozen crowd by ``m`` ``(Nt+1, *space)`` (e.g. a fictitious-play average)."""
@@ -191,7 +189,7 @@ class Game:
         import torch
 
         exited = torch.zeros(x_new.shape[0], dtype=torch.bool, device=self.device)
-        if self.ndim == 1 and not self.grid.has_exit:
+        if self.ndim == 1 and not self.grid.has_exit():
             return self._wall_column(x_new[:, 0], 0)[:, None], exited
         columns = []
         for d, (low_kind, high_kind) in enumerate(self.grid.boundary):

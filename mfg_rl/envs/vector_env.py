@@ -66,6 +66,8 @@ class MFGVectorEnv(VectorEnv):
         bandwidth: Any = "scott",
         **params: Any,
     ) -> None:
+        import torch
+
         from mfg_rl.backends.torch_backend import default_torch_device
 
         if render_mode not in (None, "rgb_array"):
@@ -84,9 +86,13 @@ class MFGVectorEnv(VectorEnv):
         self.single_action_space = construction.action_space(self.game)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
-        self.elapsed = self.batch.level.clone()
-        self.clipped_actions = 0
+        self._clipped = torch.zeros((), dtype=torch.int64, device=self.device)  # summed without a host sync
         self._ready = False
+
+    @property
+    def clipped_actions(self) -> int:
+        """Actions clipped to the action box since construction, over all agents."""
+        return int(self._clipped)
 
     @property
     def equilibrium(self) -> Equilibrium:
@@ -104,16 +110,15 @@ class MFGVectorEnv(VectorEnv):
 
     def state_dict(self) -> dict[str, Any]:
         """The env's full state (agents, crowd, RNG, counters) for checkpoints."""
-        return {"batch": self.batch.state_dict(), "elapsed": self.elapsed.clone(),
-                "clipped_actions": self.clipped_actions, "ready": self._ready}
+        return {"batch": self.batch.state_dict(), "clipped_actions": self.clipped_actions,
+                "ready": self._ready}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue exactly from ``state_dict()``: same agents, same crowd, same random stream."""
         self.batch.load_state_dict(state["batch"])
         if not self.batch.empirical:
             self.game.table = self.batch.table
-        self.elapsed = state["elapsed"].to(self.device)
-        self.clipped_actions = int(state["clipped_actions"])
+        self._clipped.fill_(int(state["clipped_actions"]))
         self._ready = bool(state["ready"])
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
@@ -124,7 +129,6 @@ class MFGVectorEnv(VectorEnv):
         elif not self._ready:
             self.batch.seed(int(self.np_random.integers(2**62)))
         self.batch.reset()
-        self.elapsed.zero_()
         self._ready = True
         return self.batch.observation(), {}
 
@@ -135,25 +139,19 @@ class MFGVectorEnv(VectorEnv):
             raise RuntimeError("call reset() before step()")
         action = construction.checked_actions(actions, self.num_envs, self.game.ndim, self.device)
         result = self.batch.step(action)
-        self.elapsed = self.elapsed + 1
         terminated = result.terminated
         if self.max_episode_steps is None:
             truncated = torch.zeros_like(terminated)
         else:
-            truncated = (self.elapsed >= self.max_episode_steps) & ~terminated
-        self.clipped_actions += int(result.clipped.sum())
+            truncated = (self.batch.level >= self.max_episode_steps) & ~terminated  # steps since reset
+        self._clipped += result.clipped.sum()
         obs = self.batch.observation()
         info: dict[str, Any] = {"clipped": result.clipped, "exited": result.exited}
         done = terminated | truncated
         if bool(done.any()):
             info["final_obs"] = obs.clone()
             info["_final_obs"] = done
-            if self.batch.empirical:
-                self.batch.reset()
-                self.elapsed.zero_()
-            else:
-                self.batch.reset(done)
-                self.elapsed = torch.where(done, torch.zeros_like(self.elapsed), self.elapsed)
+            self.batch.reset(None if self.batch.empirical else done)
             obs = self.batch.observation()
         return obs, result.reward, terminated, truncated, info
 

@@ -83,19 +83,27 @@ class Equilibrium:
         ``alpha^n = -w(m^{n+1}) grad_h u^n`` with the upwind gradient of the scheme
         (``n = Nt`` uses ``u^Nt``, ``m^Nt``). Shape ``space`` in 1D, ``(ndim, *space)`` else.
         """
-        from mfg_rl.backends import create_backend
-        from mfg_rl.solvers.upwind import UpwindOperator
-
         Nt = self.problem.time.Nt
         if not -(Nt + 1) <= n <= Nt:
             raise IndexError(f"time index n must be in [0, {Nt}], got {n}")
-        n = n % (Nt + 1)
-        backend = create_backend("numpy")
+        return self._feedback(n % (Nt + 1))
+
+    def controls(self) -> np.ndarray:
+        """``control(n)`` for every ``n`` at once (one batched gradient): shape ``(Nt+1, *space)``
+        in 1D, ``(Nt+1, ndim, *space)`` else."""
+        return self._feedback(slice(None))
+
+    def _feedback(self, n: int | slice) -> np.ndarray:
+        from mfg_rl.backends import create_backend
+        from mfg_rl.solvers.upwind import UpwindOperator
+
         u, m = self.u.numpy(), self.m.numpy()
-        grad = UpwindOperator(self.problem, backend).gradient(u[n])
-        w = self.problem.hamiltonian.weight(m[min(n + 1, Nt)])
-        alpha = np.stack([-w * g for g in grad])
-        return alpha[0] if self.problem.ndim == 1 else alpha
+        m_next = np.concatenate([m[1:], m[-1:]])  # level n pairs with m^{n+1}; Nt with m^Nt
+        grad = UpwindOperator(self.problem, create_backend("numpy")).gradient(u[n])
+        w = self.problem.hamiltonian.weight(m_next[n])
+        ndim = self.problem.ndim
+        alpha = np.stack([-w * g for g in grad], axis=-ndim - 1)
+        return np.take(alpha, 0, axis=-2) if ndim == 1 else alpha
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
