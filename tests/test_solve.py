@@ -226,3 +226,13 @@ def test_anderson_reaches_the_fixed_point_equilibrium_in_fewer_iterations(name):
     assert fast.m.numpy().min() >= 0.0
     np.testing.assert_allclose(fast.u.numpy(), plain.u.numpy(), rtol=0, atol=1e-7)
     np.testing.assert_allclose(fast.m.numpy(), plain.m.numpy(), rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize(("name", "params"), [("crowd-2d", {"Nx": 8, "Ny": 6, "Nt": 4}),
+                                              ("crowd-exit-1d", {"Nx": 21, "Nt": 5})])
+def test_controls_of_all_levels_are_the_per_level_controls(name: str, params: dict) -> None:
+    eq = solve(problems.make(name, **params), backend="numpy", progress=False)
+    controls = eq.controls()
+    assert controls.shape == (params["Nt"] + 1, *eq.control(0).shape)
+    for n in range(params["Nt"] + 1):
+        np.testing.assert_array_equal(controls[n], eq.control(n))
