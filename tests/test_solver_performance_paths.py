@@ -1,6 +1,7 @@
 """Correctness of the fast paths of the equilibrium solve (never timed here).
 
-- ``backend.factor_tridiagonal``: factorise once, solve many, equal to ``solve_tridiagonal``.
+- ``backend.factor_tridiagonal``: factorise once, solve many (whole batch or one entry),
+  equal to ``solve_tridiagonal``.
 - the zebra preconditioner with factorised lines gives the same Krylov solutions.
 - inexact step solves in the coupling loop (``DiscreteMFG.forcing``) reach the same
   discrete equilibrium as exact ones, to the coupling tolerance.
@@ -41,6 +42,36 @@ def test_factor_tridiagonal_matches_solve_tridiagonal(name: str, shape: tuple[in
         rhs = backend.asarray(rng.standard_normal(shape))
         expected = backend.to_numpy(backend.solve_tridiagonal(lower, diag, upper, rhs))
         np.testing.assert_allclose(backend.to_numpy(factor.solve(rhs)), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("shape", [(4, 1), (5, 9), (2, 3, 16)])
+def test_factor_solves_one_batch_entry_alone(name: str, shape: tuple[int, ...]) -> None:
+    """``solve_entry(n, rhs)``: the system of entry ``n`` of the leading axis only, as the whole
+    batch's solve gives it (the Newton sweeps solve level after level from one factorisation)."""
+    backend = create_backend(name)
+    rng = np.random.default_rng(7)
+    lower, diag, upper = (backend.asarray(a) for a in tridiagonal(rng, shape))
+    factor = backend.factor_tridiagonal(lower, diag, upper)
+    rhs = rng.standard_normal(shape)
+    whole = backend.to_numpy(backend.solve_tridiagonal(lower, diag, upper, backend.asarray(rhs)))
+    for n in range(shape[0]):
+        entry = backend.to_numpy(factor.solve_entry(n, backend.asarray(rhs[n])))
+        np.testing.assert_allclose(entry, whole[n], rtol=1e-12, atol=1e-12)
+
+
+def test_factor_entries_keep_their_pivots() -> None:
+    """A small diagonal forces row interchanges; the slices of an entry still solve it."""
+    rng = np.random.default_rng(8)
+    lower, upper = rng.standard_normal((6, 10)), rng.standard_normal((6, 10))
+    diag = 0.05 * rng.standard_normal((6, 10))
+    factor = create_backend("numpy").factor_tridiagonal(lower, diag, upper)
+    for n in range(6):
+        b = rng.standard_normal(10)
+        x = factor.solve_entry(n, b)
+        residual = (diag[n] * x + lower[n] * np.concatenate([[0.0], x[:-1]])
+                    + upper[n] * np.concatenate([x[1:], [0.0]]))
+        np.testing.assert_allclose(residual, b, rtol=1e-10, atol=1e-10)
 
 
 def test_generic_factor_is_the_reference_kernel() -> None:

@@ -127,3 +127,8 @@ class _HostTridiagonalFactor(tridiagonal.LapackTridiagonalFactor):
         import torch
 
         return torch.from_numpy(super().solve(rhs.detach().numpy())).to(rhs.dtype)
+
+    def solve_entry(self, n: int, rhs: Array) -> Array:
+        import torch
+
+        return torch.from_numpy(super().solve_entry(n, rhs.detach().numpy())).to(rhs.dtype)

@@ -96,6 +96,10 @@ class TridiagonalFactor:
     def solve(self, rhs: Any) -> Any:
         return self._solve(self.lower, self.diag, self.upper, rhs)
 
+    def solve_entry(self, n: int, rhs: Any) -> Any:
+        """The system of batch entry ``n`` (first of >= 2 dimensions) alone: ``rhs`` of its shape."""
+        return self._solve(self.lower[n], self.diag[n], self.upper[n], rhs)
+
 
 class LapackTridiagonalFactor:
     """LAPACK ``?gttrf`` once (LU with partial pivoting), ``?gttrs`` per right-hand side.
@@ -119,6 +123,8 @@ class LapackTridiagonalFactor:
         up[..., -1] = 0.0
         d = np.array(np.broadcast_to(diag, shape), dtype=dtype).reshape(-1)
         self.shape, self.dtype, self.size = shape, dtype, d.size
+        self._entries: dict[int, tuple] = {}  # factor slices of single batch entries (solve_entry)
+        self.finite = bool(np.isfinite(d).all() and np.isfinite(low).all() and np.isfinite(up).all())
         if d.size == 1:  # LAPACK rejects a 1x1 system
             if d[0] == 0:
                 raise np.linalg.LinAlgError("tridiagonal system is singular: zero pivot at flat row 0")
@@ -126,7 +132,6 @@ class LapackTridiagonalFactor:
             return
         gttrf, self._gttrs = get_lapack_funcs(("gttrf", "gttrs"), dtype=dtype)
         *factors, info = gttrf(low.reshape(-1)[1:], d, up.reshape(-1)[:-1])
-        self.finite = bool(np.isfinite(d).all() and np.isfinite(low).all() and np.isfinite(up).all())
         if info > 0 and self.finite:
             raise np.linalg.LinAlgError(f"tridiagonal system is singular: zero pivot at flat row {info - 1}")
         self.factors = tuple(factors)
@@ -145,3 +150,27 @@ class LapackTridiagonalFactor:
         if info < 0:
             raise ValueError(f"?gttrs: argument {-info} is invalid")
         return x.reshape(self.shape)
+
+    def solve_entry(self, n: int, rhs: Any) -> Any:
+        """The system of batch entry ``n`` (first of >= 2 dimensions) alone: ``rhs`` of its shape.
+
+        Pivoting never crosses the zero couplings between systems, so entry ``n``'s factors
+        are the slice ``[n k, (n+1) k)`` of the batch's, its pivots shifted by ``n k``.
+        """
+        import numpy as np
+
+        k = self.size // self.shape[0]
+        b = np.asarray(rhs, dtype=self.dtype)
+        if not self.finite:
+            return np.full(b.shape, np.nan, dtype=self.dtype)
+        if k == 1:  # 1x1 systems: no elimination, no interchange
+            return np.asarray(b / self.factors[1 if self.size > 1 else 0][n])
+        if n not in self._entries:
+            a = n * k
+            dl, d, du, du2, ipiv = self.factors
+            self._entries[n] = (dl[a:a + k - 1], d[a:a + k], du[a:a + k - 1], du2[a:a + k - 2],
+                                ipiv[a:a + k] - a)
+        x, info = self._gttrs(*self._entries[n], b.reshape(-1))
+        if info < 0:
+            raise ValueError(f"?gttrs: argument {-info} is invalid")
+        return x.reshape(b.shape)

@@ -226,7 +226,7 @@ def fgmres(
     x = xp.zeros_like(rhs)
     total = 0
     while True:
-        r = rhs - matvec(x)
+        r = rhs - matvec(x) if total else rhs
         beta = math.sqrt(dot(r, r))
         if beta <= target:
             return x, total

@@ -155,6 +155,14 @@ class StencilSolver:
             return self._solve_direct(matrix, rhs)
         return self._solve_krylov(matrix, rhs, x0, self.rtol if rtol is None else rtol, atol)
 
+    def factor_levels(self, matrix: StencilMatrix) -> Callable[[int, Any], Any]:
+        """``(n, rhs) -> A_n^{-1} rhs`` for the matrices ``A_n`` of a batch (leading axis),
+        each solved many times: on a non-periodic 1D grid the backend factorises the whole
+        batch once (LAPACK ``?gttrf`` on the host); elsewhere each call is a ``solve``."""
+        if self.grid.ndim == 1 and not self.periodic[0]:
+            return self.backend.factor_tridiagonal(matrix.minus[0], matrix.center, matrix.plus[0]).solve_entry
+        return lambda n, rhs: self.solve(matrix.at(n), rhs)
+
     def _solve_direct(self, matrix: StencilMatrix, rhs: Any) -> Any:
         xp = self.backend.xp
         x = self.backend.solve_sparse(self.pattern, stencil_values(xp, matrix), xp.reshape(rhs, (-1,)))
