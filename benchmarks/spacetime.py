@@ -14,7 +14,7 @@ earlier row is not counted again).
 
 ``parareal S=..`` rows: ``Parareal(slices=S)`` (one coarse implicit step per slice unless
 ``--coarse-factor``), its fine sweeps batched over slices in this one process (1D; 2D
-slices run one after the other), warm-started by the coupling loop. Their note gives ``K``,
+slices are swept by one thread per CPU core), warm-started by the coupling loop. Their note gives ``K``,
 the mean Parareal iterations per sweep in the coupling loop (HJB/FP), ``K8``, the
 iterations a cold sweep (coarse start) at the sequential equilibrium needs until every
 slice boundary value is within 1e-8 of the fine solution (HJB/FP; ``= S`` is the finite

@@ -53,6 +53,20 @@ def test_k_equal_slices_is_exact(name: str, params: dict, slices: int) -> None:
     assert strategy.iterations == {"hjb": [expected], "fp": [expected]}
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_threaded_2d_slices_equal_one_after_the_other(backend: str) -> None:
+    """2D slices swept by several threads give bitwise the trajectories of one thread (each
+    slice's arithmetic is the same), and every fine step is counted once."""
+    disc, m, u, _ = setup("crowd-2d", {"Nx": 12, "Ny": 10, "Nt": 12}, backend)
+    results = []
+    for workers in (1, 3):
+        strategy = Parareal(slices=4, tol=1e-300, warm_start=False, workers=workers)
+        results.append((strategy.hjb(disc, m).u, strategy.fp(disc, u, m), dict(strategy.steps)))
+    assert gap(results[0][0], results[1][0]) == 0.0
+    assert gap(results[0][1], results[1][1]) == 0.0
+    assert results[0][2] == results[1][2]
+
+
 def test_converges_before_k_equal_slices() -> None:
     """With a coarse step of two fine steps, lq-1d reaches the fine solution to 1e-8 in K < S."""
     disc, m, u, m_seq = setup("lq-1d", {"Nx": 61, "Nt": 64})
@@ -102,6 +116,7 @@ def test_too_few_iterations_raise_with_counts() -> None:
     ({"slices": 0}, "slices"), ({"slices": 2.0}, "slices"), ({"slices": True}, "slices"),
     ({"coarse_factor": 0}, "coarse_factor"), ({"tol": 0.0}, "tol"), ({"tol": 1.5}, "tol"),
     ({"max_iter": 0}, "max_iter"), ({"warm_start": "yes"}, "warm_start"), ({"forcing": 1.0}, "forcing"),
+    ({"workers": 0}, "workers"), ({"workers": 1.5}, "workers"),
 ])
 def test_bad_options_name_the_parameter(options: dict, parameter: str) -> None:
     with pytest.raises(ValueError, match=parameter):

@@ -11,8 +11,10 @@ coarse step), the iteration (Lions, Maday & Turinici 2001) is
 
 All ``F_j`` of one iteration run together: 1D slices are stacked as a leading batch
 dimension, so each fine step is one batched Newton step (HJB; the stopping test is over the
-whole batch) or one batched tridiagonal solve (FP) for all slices; 2D slices are stepped one
-after the other (the stencil Krylov solver is unbatched). After ``k`` iterations the first
+whole batch) or one batched tridiagonal solve (FP) for all slices; 2D slices (the stencil
+Krylov solver is unbatched) are swept concurrently by ``workers`` threads, which run in
+parallel where the work releases the GIL (the compiled numba line solves, numpy and torch
+kernels). After ``k`` iterations the first
 ``k`` slices are exact (finite termination: ``K = S`` gives the fine solution); they are
 frozen and no longer propagated. The iteration stops when the largest change of slice
 start values is ``<= tol * (1 + max|U|)`` (or the coupling loop's ``disc.forcing`` when
@@ -46,8 +48,11 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mfg_rl.errors import SolverError
@@ -71,6 +76,8 @@ class Parareal:
             The default 1e-3 (as the coupling loop's own ``FORCING``) kept the coupling
             iteration counts of Sequential on lq-1d; 0.1 cut the sweeps further on
             crowd-exit-1d but tripled the coupling iterations of lq-1d (201x1000).
+        workers: threads sweeping unbatched (2D) slices at once (>= 1; None: the CPU count).
+            1D slices are batched and ignore it.
 
     Attributes:
         iterations: ``{"hjb": [K, ...], "fp": [K, ...]}``, one entry per sweep.
@@ -86,7 +93,7 @@ class Parareal:
 
     def __init__(self, slices: int = 8, coarse_factor: int | None = None, *, tol: float = 1e-10,
                  max_iter: int | None = None, warm_start: bool = True,
-                 forcing: float | None = 1e-3) -> None:
+                 forcing: float | None = 1e-3, workers: int | None = None) -> None:
         if not _positive_int(slices):
             raise ValueError(f"slices must be an integer >= 1, got {slices!r}")
         if coarse_factor is not None and not _positive_int(coarse_factor):
@@ -99,19 +106,24 @@ class Parareal:
             raise ValueError(f"warm_start must be a bool, got {warm_start!r}")
         if forcing is not None and not (isinstance(forcing, (int, float)) and 0.0 < forcing < 1.0):
             raise ValueError(f"forcing must be None or in (0, 1), got {forcing!r}")
+        if workers is not None and not _positive_int(workers):
+            raise ValueError(f"workers must be None or an integer >= 1, got {workers!r}")
         self.slices = slices
         self.coarse_factor = coarse_factor
         self.tol = float(tol)
         self.max_iter = max_iter
         self.warm_start = warm_start
         self.forcing = forcing
+        self.workers = (os.cpu_count() or 1) if workers is None else workers
         self.options = {"slices": slices, "coarse_factor": coarse_factor, "tol": self.tol,
-                        "max_iter": max_iter, "warm_start": warm_start, "forcing": forcing}
+                        "max_iter": max_iter, "warm_start": warm_start, "forcing": forcing,
+                        "workers": workers}
         self.iterations: dict[str, list[int]] = {"hjb": [], "fp": []}
         self.steps = {"hjb_fine": 0, "hjb_coarse": 0, "fp_fine": 0, "fp_coarse": 0}
         self.seconds = dict.fromkeys(self.steps, 0.0)
         self.boundaries: list[list[Any]] = []
         self.changes: list[float] = []
+        self._lock = threading.Lock()  # the counters above, updated from the sweeping threads
 
     def __repr__(self) -> str:
         return "Parareal(" + ", ".join(f"{k}={v!r}" for k, v in self.options.items()) + ")"
@@ -172,9 +184,10 @@ class Parareal:
             guess = None if u_guess is None else pick(xp, u_guess, levels, u)
             u, iterations, residual = disc.hjb_step(
                 u, pick(xp, w, levels, u), pick(xp, f, levels, u), levels[0], guess)
-            stats["newton"] += iterations
-            stats["residual"] = max(stats["residual"], residual)
-            self.steps["hjb_fine"] += len(rows)
+            with self._lock:
+                stats["newton"] += iterations
+                stats["residual"] = max(stats["residual"], residual)
+                self.steps["hjb_fine"] += len(rows)
             return u
 
         start = None
@@ -215,7 +228,8 @@ class Parareal:
             batch = StencilMatrix(pick(xp, matrices.center, index, x),
                                   tuple(pick(xp, a, index, x) for a in matrices.minus),
                                   tuple(pick(xp, a, index, x) for a in matrices.plus))
-            self.steps["fp_fine"] += len(rows)
+            with self._lock:
+                self.steps["fp_fine"] += len(rows)
             return disc.fp_step(batch, x)
 
         start = [m[n_b[q]] for q in range(self.slices)] if self.warm_start else None
@@ -281,25 +295,30 @@ class Parareal:
     def _fine(self, disc: DiscreteMFG, rows: list[int], starts: list[Any],
               step: Callable[[list[int], int, Any], Any], length: list[int],
               pieces: list[list[Any]]) -> list[Any]:
-        """Fine sweeps of slices ``rows`` from ``starts``: batched over slices in 1D, one by
-        one in 2D/3D. Stores each slice's levels in ``pieces``; returns the end values."""
+        """Fine sweeps of slices ``rows`` from ``starts``: batched over slices in 1D, one
+        slice per task on ``workers`` threads in 2D/3D. Stores each slice's levels in
+        ``pieces``; returns the end values."""
         xp = disc.xp
-        batched = disc.problem.grid.ndim == 1
-        groups = [rows] if batched else [[q] for q in rows]
-        current = dict(zip(rows, starts, strict=True))
         for q in rows:
             pieces[q] = []
-        for group in groups:
-            for i in range(max(length[q] for q in group)):
-                active = [q for q in group if length[q] > i]
-                if not batched:
-                    current[group[0]] = step(active, i, current[group[0]])
-                    pieces[group[0]].append(current[group[0]])
-                    continue
-                out = step(active, i, xp.stack([current[q] for q in active]))
-                for r, q in enumerate(active):
-                    current[q] = out[r]
-                    pieces[q].append(out[r])
+        if disc.problem.grid.ndim > 1:
+            def sweep(q: int, x: Any) -> Any:
+                for i in range(length[q]):
+                    x = step([q], i, x)
+                    pieces[q].append(x)
+                return x
+
+            if self.workers == 1 or len(rows) == 1:
+                return [sweep(q, x) for q, x in zip(rows, starts, strict=True)]
+            with ThreadPoolExecutor(min(self.workers, len(rows))) as pool:
+                return list(pool.map(sweep, rows, starts))
+        current = dict(zip(rows, starts, strict=True))
+        for i in range(max(length[q] for q in rows)):
+            active = [q for q in rows if length[q] > i]
+            out = step(active, i, xp.stack([current[q] for q in active]))
+            for r, q in enumerate(active):
+                current[q] = out[r]
+                pieces[q].append(out[r])
         return [current[q] for q in rows]
 
 

@@ -11,6 +11,7 @@ Fokker-Planck step becomes the exact adjoint of the linearised HJB step.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -134,6 +135,7 @@ class StencilSolver:
         self.pattern = _pattern(grid) if grid.ndim > 1 and linear == "direct" else None
         self.solves = 0
         self.iterations = 0
+        self._count_lock = threading.Lock()  # solves may come from several threads (Parareal's 2D slices)
 
     def solve(
         self, matrix: StencilMatrix, rhs: Any, *, x0: Any = None, rtol: float | None = None,
@@ -246,8 +248,9 @@ class StencilSolver:
     def _project(self, result: KrylovResult, b: Any, matvec: Callable[[Any], Any]) -> Any:
         """Count the solve; for ``b >= 0`` clip negative round-off and restore ``1^T (b - A x) = 0``."""
         xp = self.backend.xp
-        self.solves += 1
-        self.iterations += result.iterations
+        with self._count_lock:
+            self.solves += 1
+            self.iterations += result.iterations
         x, residual = result.x, result.residual
         if float(xp.min(b)) >= 0.0:
             if float(xp.min(x)) < 0.0:
