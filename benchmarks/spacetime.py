@@ -13,14 +13,15 @@ hands freed heap back to the OS; memory that jax or torch keep in their own pool
 earlier row is not counted again).
 
 ``parareal S=..`` rows: ``Parareal(slices=S)`` (one coarse implicit step per slice unless
-``--coarse-factor``), its fine sweeps batched over slices in this one process (1D; 2D
-slices are swept by one thread per CPU core), warm-started by the coupling loop. Their note gives ``K``,
-the mean Parareal iterations per sweep in the coupling loop (HJB/FP), ``K8``, the
-iterations a cold sweep (coarse start) at the sequential equilibrium needs until every
-slice boundary value is within 1e-8 of the fine solution (HJB/FP; ``= S`` is the finite
-termination), and ``model``, the modelled speedup of the trajectory sweeps with ``S``
-workers. After the rows, ``model P=16/64`` uses the same measured costs with 16 and 64
-workers and ``K`` of the largest ``S`` run. The model, per sweep of each equation::
+``--coarse-factor``), its fine sweeps batched over slices in this one process (1D; 2D slices
+by one thread per CPU core from 128x128 nodes, else one after the other), warm-started by
+the coupling loop. Their note gives ``K``, the mean Parareal iterations per sweep in the
+coupling loop (HJB/FP), ``K8``, the iterations a cold sweep (coarse start) at the sequential
+equilibrium needs until every slice boundary value is within 1e-8 of the fine solution
+(HJB/FP; ``= S`` is the finite termination), and ``model``, the modelled speedup of the
+trajectory sweeps with ``S`` workers. After the rows, ``model P=16/64`` uses the same
+measured costs with 16 and 64 workers and ``K`` of the largest ``S`` run. The model, per
+sweep of each equation::
 
     T_par(P) = (K + s) n_c c_g + K ceil(Nt / P) c_f,    speedup = Nt c_f / T_par
 
@@ -59,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from mfg_rl import problems, solve
+from mfg_rl import SolverError, problems, solve
 from mfg_rl.backends import create_backend
 from mfg_rl.solvers.callbacks import Callback
 from mfg_rl.solvers.discrete import DiscreteMFG
@@ -147,8 +148,11 @@ def run_row(problem: Any, row: str | Parareal, backend: str, tol: float,
     limit = TimeLimit(max_seconds)
     with PeakRSS() as memory:
         start = time.perf_counter()
-        eq = solve(problem, method=method, coupling=coupling, backend=backend, tol=tol, progress=False,
-                   callbacks=[limit], max_iter=2000)
+        try:
+            eq = solve(problem, method=method, coupling=coupling, backend=backend, tol=tol, progress=False,
+                       callbacks=[limit], max_iter=2000)
+        except SolverError as exc:  # a row that fails says so; the table goes on
+            return {"note": f"failed after {time.perf_counter() - start:.1f} s: {exc}"}
         seconds = time.perf_counter() - start
     d = eq.diagnostics
     note = "converged" if d.converged else ("stopped at limit" if limit.hit else "not converged")

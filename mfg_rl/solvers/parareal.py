@@ -60,6 +60,8 @@ from mfg_rl.solvers.discrete import DiscreteMFG
 from mfg_rl.solvers.stencil import StencilMatrix
 from mfg_rl.solvers.trajectory import HJBResult
 
+THREADED_NODES = 128 * 128  # default: 2D slices on threads from this grid size (``Parareal.workers``)
+
 
 class Parareal:
     """Trajectory solver by Parareal over ``slices`` time slices.
@@ -76,8 +78,11 @@ class Parareal:
             The default 1e-3 (as the coupling loop's own ``FORCING``) kept the coupling
             iteration counts of Sequential on lq-1d; 0.1 cut the sweeps further on
             crowd-exit-1d but tripled the coupling iterations of lq-1d (201x1000).
-        workers: threads sweeping unbatched (2D) slices at once (>= 1; None: the CPU count).
-            1D slices are batched and ignore it.
+        workers: threads sweeping unbatched (2D) slices at once (>= 1). None: the CPU count
+            on grids of at least ``THREADED_NODES`` nodes, else 1 (2 threads on 2 cores:
+            128x128 HJB fine sweeps 1.96x faster, FP 1.3x; 64x64 coupled solves 8% slower,
+            their Python-bound upwind evaluation holding the GIL). 1D slices are batched
+            and ignore it.
 
     Attributes:
         iterations: ``{"hjb": [K, ...], "fp": [K, ...]}``, one entry per sweep.
@@ -114,7 +119,7 @@ class Parareal:
         self.max_iter = max_iter
         self.warm_start = warm_start
         self.forcing = forcing
-        self.workers = (os.cpu_count() or 1) if workers is None else workers
+        self.workers = workers
         self.options = {"slices": slices, "coarse_factor": coarse_factor, "tol": self.tol,
                         "max_iter": max_iter, "warm_start": warm_start, "forcing": forcing,
                         "workers": workers}
@@ -308,9 +313,12 @@ class Parareal:
                     pieces[q].append(x)
                 return x
 
-            if self.workers == 1 or len(rows) == 1:
+            workers = self.workers
+            if workers is None:
+                workers = (os.cpu_count() or 1) if disc.problem.grid.size >= THREADED_NODES else 1
+            if workers == 1 or len(rows) == 1:
                 return [sweep(q, x) for q, x in zip(rows, starts, strict=True)]
-            with ThreadPoolExecutor(min(self.workers, len(rows))) as pool:
+            with ThreadPoolExecutor(min(workers, len(rows))) as pool:
                 return list(pool.map(sweep, rows, starts))
         current = dict(zip(rows, starts, strict=True))
         for i in range(max(length[q] for q in rows)):
