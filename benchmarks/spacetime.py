@@ -32,6 +32,7 @@ per sweep (``P - 1``: the last slice is never coarse-propagated; or ``(Nt - Nt/P
 coarse start sweep. Sweeps are weighted by their counts; the residual evaluations, the
 rest of the coupling loop and communication costs are left out.
 ``--case name:Nx=..,Nt=..`` (repeatable) replaces the case list; ``--rows`` selects rows.
+A row under 1 s is run ``1 + REPEATS`` times and its best time shown.
 
 Cases: crowd-exit-1d at ``Nx=501, Nt=1000`` and crowd-2d at ``64x64, Nt=200``, plus
 lq-1d at ``201x50`` and ``2001x1000`` (the equilibrium-solver performance goals).
@@ -70,6 +71,7 @@ from mfg_rl.solvers.trajectory import Sequential
 
 ROWS = ("sequential", "global", "global-krylov", "newton", "jax-scan")
 SLICES = (2, 4, 8, 16)
+REPEATS = 4  # extra runs of a row under 1 s; its seconds are the best
 
 
 class TimeLimit(Callback):
@@ -154,6 +156,11 @@ def run_row(problem: Any, row: str | Parareal, backend: str, tol: float,
         except SolverError as exc:  # a row that fails says so; the table goes on
             return {"note": f"failed after {time.perf_counter() - start:.1f} s: {exc}"}
         seconds = time.perf_counter() - start
+    for _ in range(REPEATS if seconds < 1.0 else 0):  # short rows: best of several, as timing noise is ~2x
+        start = time.perf_counter()
+        solve(problem, method=method, coupling=coupling, backend=backend, tol=tol, progress=False,
+              max_iter=2000)
+        seconds = min(seconds, time.perf_counter() - start)
     d = eq.diagnostics
     note = "converged" if d.converged else ("stopped at limit" if limit.hit else "not converged")
     if row == "jax-scan":

@@ -22,6 +22,7 @@ from mfg_rl.solvers.stencil import StencilMatrix, StencilSolver
 from mfg_rl.solvers.upwind import UpwindOperator
 
 NEWTON_KRYLOV_RTOL = 1e-4  # relative defect of the linear solves inside HJB Newton (2D)
+ROUND_OFF = 16  # HJB Newton also stops once its correction is below this many eps of max|u|
 
 
 class DiscreteMFG:
@@ -77,9 +78,11 @@ class DiscreteMFG:
 
         Newton starts from ``guess`` (e.g. the previous coupling iterate) or ``u^{n+1}`` and
         stops at ``dt max|R| <= max(newton_tol (1 + max|u^{n+1}|), s forcing)`` (class
-        docstring). Its 2D Krylov solves are inexact (Eisenstat-Walker style): relative
-        defect ``1e-4`` or an absolute one ten times below the stopping threshold,
-        whichever is looser, so the last step still lands below it.
+        docstring), or once its correction is round-off (``ROUND_OFF`` eps of ``1 + max|u|``:
+        a coarse Parareal step of 500 fine ones left ``dt max|R|`` at 6.3e-12 > 5.7e-12).
+        Its 2D Krylov solves are inexact (Eisenstat-Walker style): relative defect ``1e-4``
+        or an absolute one ten times below the stopping threshold, whichever is looser, so
+        the last step still lands below it.
         Returns ``(u^n, newton iterations, final residual max|dt R|)`` and keeps the space
         Jacobian ``A_n`` at the returned ``u^n`` in ``step_jacobian`` (``keep_fp_matrices``);
         raises ``SolverError`` naming ``n`` when Newton fails.
@@ -101,8 +104,13 @@ class DiscreteMFG:
                 return u, iteration, error
             if iteration == self.max_newton:
                 break
-            jac = StencilMatrix(jac.center + 1.0 / self.dt, jac.minus, jac.plus)
-            u = u - self.linear.solve(jac, residual, rtol=NEWTON_KRYLOV_RTOL, atol=0.1 * target / self.dt)
+            step = self.linear.solve(StencilMatrix(jac.center + 1.0 / self.dt, jac.minus, jac.plus), residual,
+                                     rtol=NEWTON_KRYLOV_RTOL, atol=0.1 * target / self.dt)
+            floor = ROUND_OFF * xp.finfo(u.dtype).eps * (1.0 + float(xp.max(xp.abs(u))))
+            if float(xp.max(xp.abs(step))) <= floor:  # the correction is round-off: u is as exact as it gets
+                self.step_jacobian = jac
+                return u, iteration, error
+            u = u - step
         raise SolverError(
             f"HJB Newton did not converge at time index n={n}: residual {error:.3e} after "
             f"{self.max_newton} iterations (tolerance {target:.1e})"
