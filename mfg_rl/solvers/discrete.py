@@ -78,7 +78,7 @@ class DiscreteMFG:
 
         Newton starts from ``guess`` (e.g. the previous coupling iterate) or ``u^{n+1}`` and
         stops at ``dt max|R| <= max(newton_tol (1 + max|u^{n+1}|), s forcing)`` (class
-        docstring), or once its correction is round-off (``ROUND_OFF`` eps of ``1 + max|u|``:
+        docstring), or once its correction is round-off (``ROUND_OFF`` eps of ``1 + max|u^{n+1}|``:
         a coarse Parareal step of 500 fine ones left ``dt max|R|`` at 6.3e-12 > 5.7e-12).
         Its 2D Krylov solves are inexact (Eisenstat-Walker style): relative defect ``1e-4``
         or an absolute one ten times below the stopping threshold, whichever is looser, so
@@ -93,6 +93,7 @@ class DiscreteMFG:
         target = self.newton_tol * scale
         if self.forcing is not None:
             target = max(target, self.forcing * self.forcing_scale)
+        floor = ROUND_OFF * xp.finfo(u.dtype).eps * scale  # a correction this small is round-off
         for iteration in range(self.max_newton + 1):
             value, jac = self.operator.apply(u, w)
             residual = (u - u_next) / self.dt + value - f
@@ -106,8 +107,7 @@ class DiscreteMFG:
                 break
             step = self.linear.solve(StencilMatrix(jac.center + 1.0 / self.dt, jac.minus, jac.plus), residual,
                                      rtol=NEWTON_KRYLOV_RTOL, atol=0.1 * target / self.dt)
-            floor = ROUND_OFF * xp.finfo(u.dtype).eps * (1.0 + float(xp.max(xp.abs(u))))
-            if float(xp.max(xp.abs(step))) <= floor:  # the correction is round-off: u is as exact as it gets
+            if float(xp.max(xp.abs(step))) <= floor:  # u is as exact as it gets
                 self.step_jacobian = jac
                 return u, iteration, error
             u = u - step

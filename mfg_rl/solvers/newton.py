@@ -329,10 +329,8 @@ def run_newton(
             M = xp.stack([disc.m0] * disc.Nt) if m_init is None else m_init[1:]
             U = xp.stack([disc.terminal_cost(M[-1])] * disc.Nt)
             min_step = COLD_MIN_STEP if warmup is None else 0.0
-            if _newton_steps(system, U, M, record, policy, tol, max_iter, callbacks, min_step) != "damped":
-                warmup = 0
-            else:
-                warmup = AUTO_WARMUP
+            outcome = _newton_steps(system, U, M, record, policy, tol, max_iter, callbacks, min_step)
+            warmup = AUTO_WARMUP if outcome == "damped" else 0
         if warmup:
             start = time.perf_counter()
             warm = run_coupling(disc, hjb_solver, fp_solver, FixedPoint(), tol=tol, max_iter=warmup,
