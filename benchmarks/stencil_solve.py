@@ -42,7 +42,7 @@ def fp_step(n: int) -> tuple[Any, StencilMatrix, np.ndarray]:
     disc = DiscreteMFG(problem, create_backend("numpy"))
     u = 1.0 - np.asarray(disc.points[0])  # points: the (x, y) meshgrid
     m0 = np.asarray(disc.m0)
-    _, jac = disc.operator.apply(u, disc.weight(m0))
+    _, jac = disc.scheme.apply(u, m0)
     matrix = StencilMatrix(jac.center + 1.0 / disc.dt, jac.minus, jac.plus).transpose(np)
     return problem.grid, matrix, m0 / disc.dt
 

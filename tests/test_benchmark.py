@@ -24,7 +24,7 @@ from scipy.interpolate import RegularGridInterpolator
 from mfg_rl import create_backend, problems, solve
 from mfg_rl.benchmark import Score, evaluate
 from mfg_rl.solvers import DiscreteMFG, Equilibrium, TransportOperator
-from mfg_rl.solvers.upwind import UpwindOperator
+from mfg_rl.solvers.numerical_hamiltonian import NumericalHamiltonian
 
 torch.set_num_threads(1)
 
@@ -101,13 +101,13 @@ def test_operator_is_the_newton_jacobian_at_the_equilibrium_control(
     eq = request.getfixturevalue(fixture)
     problem = eq.problem
     backend = create_backend("numpy")
-    upwind, transport = UpwindOperator(problem, backend), TransportOperator(problem, backend)
+    upwind, transport = NumericalHamiltonian(problem, backend), TransportOperator(problem, backend)
     u, m = eq.u.numpy(), eq.m.numpy()
     checked = 0
     for n in range(problem.time.Nt):
         control = eq.control(n)
         alpha = (control,) if problem.ndim == 1 else tuple(control)
-        _, jacobian = upwind.apply(u[n], problem.hamiltonian.weight(m[n + 1]))
+        _, jacobian = upwind.apply(u[n], m[n + 1])
         matrix = transport.matrix(alpha)
         one_slope = np.ones(problem.grid.shape, dtype=bool)
         for d in range(problem.ndim):  # both slopes active: a local max of u along d

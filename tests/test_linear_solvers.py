@@ -12,7 +12,7 @@ import pytest
 
 from mfg_rl import SolverError
 from mfg_rl.backends import available_backends, create_backend, sparse
-from mfg_rl.backends.krylov import bicgstab, cyclic_tridiagonal
+from mfg_rl.backends.krylov import bicgstab, cyclic_tridiagonal, fgmres
 from mfg_rl.core import Grid
 from mfg_rl.solvers.stencil import PRECONDITIONERS, StencilMatrix, StencilSolver
 
@@ -181,6 +181,28 @@ def test_generic_bicgstab_and_the_sparse_jacobi_wrapper_agree_with_dense():
     pattern = sparse.SparsePattern(rows.astype(np.int64), cols.astype(np.int64), n)
     x = sparse.bicgstab_jacobi(xp, pattern, a[rows, cols], b)
     np.testing.assert_allclose(x, expected, **tol)
+
+
+def test_generic_fgmres_with_a_varying_preconditioner_agrees_with_dense():
+    rng = np.random.default_rng(5)
+    n = 50
+    a = np.eye(n) * 3.0 + rng.standard_normal((n, n)) / np.sqrt(n)  # not symmetric
+    b = rng.standard_normal((5, 10))  # any shape: the operator acts on the flattened array
+    expected = np.linalg.solve(a, b.ravel()).reshape(b.shape)
+    calls = []
+
+    def precond(v):  # a different (Jacobi-like) preconditioner at every call
+        calls.append(1)
+        return v / (np.diag(a).reshape(b.shape) + 0.1 * len(calls) % 3)
+
+    xp = create_backend("numpy").xp
+    x, iterations = fgmres(xp, lambda v: (a @ v.ravel()).reshape(b.shape), b, precond, rtol=1e-12,
+                           restart=20, max_iter=200)
+    assert 0 < iterations <= 200 and len(calls) >= iterations
+    assert np.linalg.norm(b - (a @ x.ravel()).reshape(b.shape)) <= 1e-12 * np.linalg.norm(b)
+    np.testing.assert_allclose(x, expected, rtol=1e-9, atol=1e-11)
+    with pytest.raises(SolverError, match="FGMRES did not converge in 3 iterations"):
+        fgmres(xp, lambda v: (a @ v.ravel()).reshape(b.shape), b, precond, rtol=1e-12, restart=2, max_iter=3)
 
 
 @pytest.mark.parametrize("name", BACKENDS)

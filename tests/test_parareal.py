@@ -8,7 +8,8 @@ from mfg_rl.backends import create_backend
 from mfg_rl.solvers import solve
 from mfg_rl.solvers.discrete import DiscreteMFG
 from mfg_rl.solvers.parareal import Parareal
-from mfg_rl.solvers.trajectory import STRATEGIES, Sequential
+from mfg_rl.solvers.registry import STRATEGIES
+from mfg_rl.solvers.trajectory import Sequential
 
 CASES = [("lq-1d", {"Nx": 41, "Nt": 16}), ("crowd-exit-1d", {"Nx": 41, "Nt": 16}),
          ("crowd-2d", {"Nx": 10, "Ny": 10, "Nt": 8})]

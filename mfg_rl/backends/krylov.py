@@ -15,6 +15,10 @@ checks that bound once more on the explicitly recomputed residual (the recursive
 updated one drifts by round-off), restarts from the current iterate when they
 disagree, and raises ``SolverError`` with the iteration count when ``max_iter`` is spent.
 
+``fgmres`` is flexible restarted GMRES (Saad 1993): the preconditioner may change from one
+iteration to the next (an inner iterative solve, a time sweep with inexact spatial
+blocks); the small Hessenberg least-squares problems are solved on the host.
+
 ``cyclic_tridiagonal`` extends a batched tridiagonal kernel to periodic lines
 (Sherman-Morrison), which is what line preconditioners on periodic axes need.
 """
@@ -26,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from array_api_compat import device as array_device
 
 from mfg_rl.errors import SolverError
@@ -150,6 +155,55 @@ def _bicgstab_cycle(
         if r_norm <= target or not math.isfinite(r_norm):
             break
     return x, iteration
+
+
+def fgmres(
+    xp: Any, matvec: Callable[[Any], Any], rhs: Any, precond: Callable[[Any], Any], *,
+    rtol: float, restart: int, max_iter: int,
+) -> tuple[Any, int]:
+    """Flexible restarted GMRES (Saad 1993) for ``A x = rhs`` with a varying preconditioner.
+
+    ``x = x0 + Z y`` with ``z_j = M_j^{-1} v_j`` and ``y`` minimising ``|beta e1 - H y|``.
+    Arrays of any shape; returns ``(x, iterations)``. Raises ``SolverError`` when
+    ``||rhs - A x|| <= rtol ||rhs||`` is not met in ``max_iter`` iterations.
+    """
+    def dot(a: Any, b: Any) -> float:
+        return float(xp.sum(a * b))
+
+    target = rtol * math.sqrt(dot(rhs, rhs))
+    x = xp.zeros_like(rhs)
+    total = 0
+    while True:
+        r = rhs - matvec(x) if total else rhs
+        beta = math.sqrt(dot(r, r))
+        if beta <= target:
+            return x, total
+        if total >= max_iter or not math.isfinite(beta):
+            raise SolverError(
+                f"FGMRES did not converge in {total} iterations: relative residual "
+                f"{beta / max(target / rtol, 1e-300):.3e} > rtol={rtol:.1e} (max_iter={max_iter})"
+            )
+        basis, directions = [r / beta], []
+        hessenberg = np.zeros((restart + 1, restart))
+        g = np.zeros(restart + 1)
+        g[0] = beta
+        y = np.zeros(0)
+        for j in range(restart):
+            z = precond(basis[j])
+            v = matvec(z)
+            directions.append(z)
+            for i in range(j + 1):
+                hessenberg[i, j] = dot(v, basis[i])
+                v = v - hessenberg[i, j] * basis[i]
+            hessenberg[j + 1, j] = math.sqrt(dot(v, v))
+            total += 1
+            y = np.linalg.lstsq(hessenberg[: j + 2, : j + 1], g[: j + 2], rcond=None)[0]
+            estimate = float(np.linalg.norm(hessenberg[: j + 2, : j + 1] @ y - g[: j + 2]))
+            if estimate <= 0.5 * target or hessenberg[j + 1, j] == 0.0 or total >= max_iter:
+                break
+            basis.append(v / hessenberg[j + 1, j])
+        for coefficient, z in zip(y, directions, strict=True):
+            x = x + float(coefficient) * z
 
 
 def cyclic_tridiagonal(

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from mfg_rl.core.grid import Grid, TimeGrid
-from mfg_rl.core.hamiltonian import Hamiltonian
+from mfg_rl.core.hamiltonians import Hamiltonian, IsotropicHamiltonian
 
 CostFn = Callable[[Any, Any], Any]
 """``cost(x, m) -> array``: ``x`` the node coordinates (an array of the grid's shape in 1D,
@@ -66,7 +66,7 @@ class MFGProblem:
     running_cost: CostFn
     terminal_cost: CostFn
     m0: Any
-    hamiltonian: Hamiltonian = field(default_factory=Hamiltonian)
+    hamiltonian: IsotropicHamiltonian = field(default_factory=Hamiltonian)
     exit_cost: float = 0.0
     name: str = "custom"
     params: dict[str, Any] = field(default_factory=dict)
@@ -78,9 +78,10 @@ class MFGProblem:
             raise TypeError(f"grid must be a mfg_rl.core.Grid, got {type(self.grid).__name__}")
         if not isinstance(self.time, TimeGrid):
             raise TypeError(f"time must be a mfg_rl.core.TimeGrid, got {type(self.time).__name__}")
-        if not isinstance(self.hamiltonian, Hamiltonian):
+        if not isinstance(self.hamiltonian, IsotropicHamiltonian):
             raise TypeError(
-                f"hamiltonian must be a mfg_rl.core.Hamiltonian, got {type(self.hamiltonian).__name__}"
+                "hamiltonian must be a mfg_rl.core Hamiltonian (Hamiltonian, PowerLawHamiltonian, "
+                f"BoundedControlHamiltonian, CustomHamiltonian), got {type(self.hamiltonian).__name__}"
             )
         sigma = self.sigma
         if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.integer, np.floating)):
@@ -100,6 +101,7 @@ class MFGProblem:
         m0, notes = self._validated_m0()
         object.__setattr__(self, "m0", m0)
         object.__setattr__(self, "notes", tuple(self.notes) + notes)
+        self.hamiltonian.check(self.points(), m0)
         for name in ("running_cost", "terminal_cost"):
             value = self.evaluate_cost(getattr(self, name), m0)
             if not np.all(np.isfinite(value)):
@@ -186,8 +188,7 @@ class MFGProblem:
             "grid": [self.grid.bounds, self.grid.shape, self.grid.boundary],
             "time": [self.time.T, self.time.Nt],
             "sigma": self.sigma,
-            "hamiltonian": [self.hamiltonian.control_cost, self.hamiltonian.congestion,
-                            self.hamiltonian.exponent],
+            "hamiltonian": self.hamiltonian.spec(self.points()),
             "exit_cost": float(self.exit_cost),
         }
         digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode())

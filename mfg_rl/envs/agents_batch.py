@@ -3,11 +3,12 @@
 For each agent at level ``n`` and position ``X`` (``(N, d)``), with action ``alpha`` clipped
 to ``[-a_max, a_max]^d``:
 
-    reward = -( |alpha|^2 / (2 W^n(X)) + F^n(X) ) dt                      (running cost)
+    reward = -( L(X, alpha, m^n(X)) + F^n(X) ) dt                        (running cost)
     X'     = X + alpha dt + sigma sqrt(dt) xi,   xi ~ N(0, I)            (Euler-Maruyama)
     reward -= g(X')  when n + 1 = Nt;   reward -= exit_cost  when X' left through an exit
 
-with ``F, W`` read from the ``Game`` table (the equilibrium crowd, or the agents' own
+with ``m, F`` read from the ``Game`` table and ``L`` the Hamiltonian's Lagrangian
+(the equilibrium crowd, or the agents' own
 density by KDE in the N-player game). An agent's expected return from ``(t_n, x)``
 following the equilibrium control is ``-u(t_n, x)`` up to the time-step error.
 """
@@ -135,15 +136,8 @@ class AgentBatch:
         import torch
 
         game = self.game
-        limit = game.max_action
-        clipped = torch.any(torch.abs(action) > limit, dim=1)
-        alpha = torch.clamp(action, -limit, limit)
-        speed2 = torch.sum(alpha * alpha, dim=1) if game.ndim > 1 else torch.square(alpha[:, 0])
-        if game.congestion:
-            reward = torch.addcdiv(self.here[1], speed2, self.here[2], value=0.5)
-        else:
-            reward = torch.add(self.here[1], speed2, alpha=0.5 / game.constant_weight)
-        reward = reward.mul_(-game.dt)
+        alpha, clipped = game.admissible(action)
+        reward = game.lagrangian(self.x, alpha, self.here[0]).add_(self.here[1]).mul_(-game.dt)
         moved = torch.randn(self.x.shape, generator=self.generator, device=self.device, dtype=self.x.dtype)
         moved = moved.mul_(game.sigma * game.dt**0.5).add_(alpha, alpha=game.dt).add_(self.x)
         x_new, exited = game.apply_walls(self.x, moved, self.generator)

@@ -4,10 +4,10 @@ The environments see the game through a ``Game``: the equilibrium crowd tabulate
 grid as float32 tensors on one torch device, with channels gathered per node so that one
 lookup per step serves the observation and the reward,
 
-    table[n, i, :] = ( m^n_i,  F^n_i,  W^n_i ),   F^n = f(., m^{n+1}) (n < Nt), F^Nt = g(., m^Nt),
-                                                   W^n = w(m^{n+1}),  L(alpha) = |alpha|^2 / (2 W)
+    table[n, i, :] = ( m^n_i,  F^n_i ),   F^n = f(., m^{n+1}) (n < Nt), F^Nt = g(., m^Nt),
 
-(without congestion ``W = 1/lambda`` is a constant and the table keeps only ``m, F``)
+and the control cost ``L(x, alpha, m)`` of the problem's Hamiltonian (``lagrangian``, read at
+the agents' crowd ``m``)
 
 (the solvers' time pairing: the step from ``t_n`` to ``t_{n+1}`` pays the running cost of
 the crowd at ``t_{n+1}``), plus the boundary rules of the problem's box and the initial
@@ -41,7 +41,8 @@ class Game:
         max_action: bound of each action component; default ``2 max|alpha*|`` over the
             equilibrium (at least 1) at nodes not next to an exit, so the equilibrium control
             is admissible everywhere except in the cell at an exit, where clipping it still
-            takes the agent out within the step.
+            takes the agent out within the step. With bounded controls (the Hamiltonian's
+            ``max_speed``) it is that speed, and ``|alpha| <= max_speed`` is enforced.
     """
 
     def __init__(self, eq: Equilibrium, device: Any = "cpu", max_action: float | None = None) -> None:
@@ -63,13 +64,17 @@ class Game:
         self.low = [b[0] for b in self.grid.bounds]
         self.high = [b[1] for b in self.grid.bounds]
         self.controls = equilibrium_controls(eq)
+        self.max_speed = problem.hamiltonian.max_speed
         if max_action is None:
-            max_action = max(1.0, 2.0 * float(np.abs(self.controls[:, self._away_from_exits()]).max()))
+            max_action = self.max_speed or max(
+                1.0, 2.0 * float(np.abs(self.controls[:, self._away_from_exits()]).max()))
         if not (isinstance(max_action, (int, float)) and math.isfinite(max_action) and max_action > 0):
             raise ValueError(f"max_action must be a finite number > 0, got {max_action!r}")
+        if self.max_speed is not None and max_action > self.max_speed * (1.0 + 1e-12):
+            raise ValueError(f"max_action={max_action:g} exceeds the Hamiltonian's max_speed="
+                             f"{self.max_speed:g}: controls beyond it are not admissible; use max_action <= "
+                             "max_speed")
         self.max_action = float(max_action)
-        self.congestion = problem.hamiltonian.has_congestion
-        self.constant_weight = 1.0 / problem.hamiltonian.control_cost
         self.table = self._tensor(self._equilibrium_table())
         nodes = tuple(self._tensor(a) for a in self.grid.mesh())
         self.nodes = nodes[0] if self.ndim == 1 else nodes  # as the costs take them, float32 on device
@@ -100,7 +105,7 @@ class Game:
         return self.crowd_table(self.eq.m.numpy())
 
     def crowd_table(self, m: np.ndarray) -> np.ndarray:
-        """Channels ``(m, F[, W])`` of a crowd ``m`` ``(Nt+1, *space)``: shape ``(Nt+1, *space, C)``."""
+        """Channels ``(m, F)`` of a crowd ``m`` ``(Nt+1, *space)``: shape ``(Nt+1, *space, C)``."""
         problem = self.problem
         m = np.asarray(m, dtype=np.float64)
         if m.shape != (self.Nt + 1, *self.grid.shape) or not np.all(np.isfinite(m)) or np.any(m < 0):
@@ -111,10 +116,7 @@ class Game:
         for n in range(self.Nt):
             cost[n] = problem.evaluate_cost(problem.running_cost, m[n + 1])
         cost[-1] = problem.evaluate_cost(problem.terminal_cost, m[-1])
-        if not self.congestion:
-            return np.stack([m, cost], axis=-1)
-        weight = problem.hamiltonian.weight(np.concatenate([m[1:], m[-1:]]))  # level n pairs with m^{n+1}
-        return np.stack([m, cost, weight], axis=-1)
+        return np.stack([m, cost], axis=-1)
 
     def set_crowd(self, m: Any) -> None:
         """Replace the frozen crowd by ``m`` ``(Nt+1, *space)`` (e.g. a fictitious-play average)."""
@@ -134,6 +136,28 @@ class Game:
         return torch.cat([(level.to(torch.float32) / self.Nt)[:, None], x, density[:, None]], dim=1)
 
     # -- the crowd at the agents ------------------------------------------------------
+    def lagrangian(self, x: Any, alpha: Any, m: Any) -> Any:
+        """The running control cost ``L(x, alpha, m)`` of the agents: ``x``, ``alpha`` ``(N, d)``,
+        ``m`` ``(N,)`` their crowd; shape ``(N,)``."""
+        if self.ndim == 1:
+            return self.problem.hamiltonian.lagrangian(x[:, 0], alpha[:, 0], m)
+        return self.problem.hamiltonian.lagrangian(tuple(x.unbind(1)), tuple(alpha.unbind(1)), m)
+
+    def admissible(self, action: Any) -> tuple[Any, Any]:
+        """``(alpha, clipped)``: ``action`` ``(N, d)`` clipped to ``[-max_action, max_action]^d`` and,
+        with a ``max_speed`` in 2D/3D, into the ball ``|alpha| <= max_speed``."""
+        import torch
+
+        limit = self.max_action
+        clipped = torch.any(torch.abs(action) > limit, dim=1)
+        alpha = torch.clamp(action, -limit, limit)
+        if self.max_speed is not None and self.ndim > 1:
+            norm = torch.linalg.vector_norm(alpha, dim=1, keepdim=True)
+            outside = norm > self.max_speed
+            alpha = torch.where(outside, alpha * (self.max_speed / torch.clamp(norm, min=1e-30)), alpha)
+            clipped = clipped | outside[:, 0]
+        return alpha, clipped
+
     def lookup(self, table: Any, level: Any, x: Any) -> Any:
         """``table[level](x)`` per agent: C tensors ``(N,)`` from ``level`` ``(N,)`` and ``x`` ``(N, d)``."""
         points = x[:, 0] if self.ndim == 1 else x
@@ -158,8 +182,7 @@ class Game:
             m = torch.clamp(m, min=0.0)
         cost = problem.terminal_cost if terminal else problem.running_cost
         f = problem.evaluate_cost(cost, m, self.nodes)
-        channels = [m, f, problem.hamiltonian.weight(m)] if self.congestion else [m, f]
-        return torch.stack(channels, dim=-1)[None]
+        return torch.stack([m, f], dim=-1)[None]
 
     # -- agents' states ---------------------------------------------------------------
     def sample_initial(self, n: int, generator: Any) -> Any:

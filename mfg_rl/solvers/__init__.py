@@ -1,4 +1,4 @@
-"""Equilibrium solvers: time as a dimension (see DESIGN.md, layer 4).
+"""Equilibrium solvers: time as a dimension (see docs/architecture.md, layer 4).
 
 ``solve(problem)`` runs a coupling loop (fixed point or fictitious play) over a
 trajectory strategy (``Sequential`` marching) of implicit upwind HJB and adjoint FP steps.

@@ -8,7 +8,7 @@ tolerance, the FP part is evaluated exactly), solves FP for ``u(m^k)`` and relax
     fictitious play:   m^{k+1} = m^k + (FP(u(m^k)) - m^k) / (k + 2)
     Anderson:          an extrapolation from the last few iterates (see ``Anderson``)
 
-With ``inexact`` (Anderson's default) the step solves are loosened (``DiscreteMFG.forcing``):
+With ``inexact`` (Anderson's default) the step solves are loosened (their ``forcing`` argument):
 iteration ``k`` asks them for an accuracy ``FORCING`` times the previous coupling residual
 (``FORCING`` alone at the first); the residual that decides convergence is measured
 exactly, so the result meets ``tol`` as with exact solves, with fewer Newton and Krylov
@@ -134,8 +134,6 @@ class Anderson:
 
 FORCING = 1e-3  # step-solve accuracy relative to the coupling residual (inexact Picard)
 
-POLICIES = {"fixed_point": FixedPoint, "fictitious_play": FictitiousPlay, "anderson": Anderson}
-
 
 @dataclass
 class CouplingResult:
@@ -201,13 +199,13 @@ def run_coupling(
         callback.on_start(max_iter, tol)
     try:
         for k in range(max_iter):
-            if inexact:
-                disc.forcing = FORCING * (record.residuals[-1] if record.residuals else 1.0)
+            forcing = FORCING * (record.residuals[-1] if record.residuals else 1.0) if inexact else None
             start = time.perf_counter()
-            hjb = hjb_solver.hjb(disc, m, record.u)
+            hjb = hjb_solver.hjb(disc, m, record.u, forcing)
             timings["hjb"] += time.perf_counter() - start
             start = time.perf_counter()
-            fp_residual = disc.fp_residual(hjb.u, m)
+            fp_residual = (disc.fp_residual(hjb.u, m, hjb.steps) if hjb.fp_defect is None
+                           else float(hjb.fp_defect))
             timings["residual"] += time.perf_counter() - start
             residual = max(fp_residual, hjb.residual)
             record.u, record.m, record.iterations = hjb.u, m, k + 1
@@ -225,13 +223,12 @@ def run_coupling(
             if record.observe(state, callbacks):
                 break
             start = time.perf_counter()
-            m_new = fp_solver.fp(disc, hjb.u, m)
+            m_new = fp_solver.fp(disc, hjb.u, m, forcing, hjb.steps)
             timings["fp"] += time.perf_counter() - start
             if not bool(xp.all(xp.isfinite(m_new))):
                 raise SolverError(f"coupling iteration {k}: FP produced non-finite densities")
             m = policy.update(m, m_new, k, record.residuals)
     finally:
-        disc.forcing = None
         for callback in callbacks:
             callback.on_end(record.converged)
     record.timings = timings
@@ -242,8 +239,3 @@ def run_coupling(
             "or pass allow_unconverged=True to get the flagged result)"
         )
     return record
-
-
-from mfg_rl.solvers.newton import Newton  # noqa: E402  (newton.py builds on this module)
-
-POLICIES["newton"] = Newton

@@ -13,30 +13,42 @@ non-negative (``J_n^T`` is an M-matrix).
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
 from typing import Any
 
 from mfg_rl.backends import Backend
 from mfg_rl.core import MFGProblem
-from mfg_rl.errors import SolverError
+from mfg_rl.solvers.numerical_hamiltonian import NumericalHamiltonian
 from mfg_rl.solvers.stencil import StencilMatrix, StencilSolver
-from mfg_rl.solvers.upwind import UpwindOperator
+from mfg_rl.solvers.step_newton import newton, raise_for_status, round_off_floor
 
 NEWTON_KRYLOV_RTOL = 1e-4  # relative defect of the linear solves inside HJB Newton (2D)
-ROUND_OFF = 16  # HJB Newton also stops once its correction is below this many eps of max|u|
+
+
+@dataclass
+class StepResult:
+    """One HJB step: ``u^n``, Newton corrections, the final ``dt max|R|`` and the Newton
+    matrix ``J_n = I/dt + A_n`` at ``u^n`` (its transpose is FP's step matrix)."""
+
+    u: Any
+    iterations: int
+    residual: float
+    matrix: StencilMatrix
 
 
 class DiscreteMFG:
     """Everything the trajectory solvers need about ``problem`` on ``backend``.
 
-    ``forcing`` (None, or a float set by the coupling loop): the accuracy the current
-    coupling iteration needs from its step solves (inexact Picard). With it, HJB Newton
-    stops at ``dt max|R| <= max(newton_tol (1 + max|u|), s forcing)`` with
-    ``s = min(1, h^2 / (2 d dt))`` (an error ``du`` in ``u`` moves the FP residual by about
-    ``2 d dt du / h^2`` through the upwind drift), and the 2D Krylov solves of FP steps
-    stop once their defects add up to at most ``s forcing`` of mass. The coupling residual
-    itself is always measured exactly, so the converged equilibrium meets ``tol`` as with
-    exact step solves. (Measured on crowd-2d: the coupled residual reacts to step errors
-    far more than these estimates say; ``s`` on both keeps the iteration count unchanged.)
+    ``forcing`` (an argument of the step solves, None for exact ones): the accuracy the
+    current coupling iteration needs (inexact Picard). With it, HJB Newton stops at
+    ``dt max|R| <= max(newton_tol (1 + max|u|), s forcing)`` with ``s = min(1, h^2 / (2 d dt))``
+    (an error ``du`` in ``u`` moves the FP residual by about ``2 d dt du / h^2`` through the
+    upwind drift), and the 2D Krylov solves of FP steps stop once their defects add up to at
+    most ``s forcing`` of mass. The coupling residual itself is always measured exactly, so
+    the converged equilibrium meets ``tol`` as with exact step solves. (Measured on
+    crowd-2d: the coupled residual reacts to step errors far more than these estimates say;
+    ``s`` on both keeps the iteration count unchanged.)
     """
 
     def __init__(self, problem: MFGProblem, backend: Backend, *, newton_tol: float = 1e-12,
@@ -48,16 +60,19 @@ class DiscreteMFG:
         self.Nt = problem.time.Nt
         self.cell_volume = problem.grid.cell_volume
         self.points = problem.points(backend)
-        self.operator = UpwindOperator(problem, backend)
+        self.scheme = NumericalHamiltonian(problem, backend)
         self.linear = StencilSolver(problem.grid, backend)
         self.m0 = backend.asarray(problem.m0)
         self.newton_tol = newton_tol
         self.max_newton = max_newton
-        self.forcing: float | None = None
-        self._kept: tuple[Any, Any, KeptSteps] | None = None  # (u, m, steps), see keep_fp_matrices
-        self.step_jacobian: StencilMatrix | None = None  # A at the last hjb_step's u^n
         ndim = problem.grid.ndim
         self.forcing_scale = min(1.0, min(problem.grid.spacing) ** 2 / (2 * ndim * self.dt))
+
+    def with_dt(self, dt: float) -> DiscreteMFG:
+        """The same scheme with time step ``dt`` (Parareal's coarse steps); shares everything else."""
+        coarse = copy.copy(self)
+        coarse.dt = dt
+        return coarse
 
     # -- couplings -------------------------------------------------------------------
     def running_cost(self, m: Any) -> Any:
@@ -68,79 +83,62 @@ class DiscreteMFG:
     def terminal_cost(self, m_T: Any) -> Any:
         return self.problem.evaluate_cost(self.problem.terminal_cost, m_T, self.points)
 
-    def weight(self, m: Any) -> Any:
-        """``w(m) = 1/(lambda c(m))`` with ``H = w |p|^2 / 2``."""
-        return self.problem.hamiltonian.weight(m)
-
     # -- one implicit step -----------------------------------------------------------
-    def hjb_step(self, u_next: Any, w: Any, f: Any, n: int, guess: Any = None) -> tuple[Any, int, float]:
-        """Solve the HJB step for ``u^n`` by Newton with the exact Jacobian.
-
-        Newton starts from ``guess`` (e.g. the previous coupling iterate) or ``u^{n+1}`` and
-        stops at ``dt max|R| <= max(newton_tol (1 + max|u^{n+1}|), s forcing)`` (class
-        docstring), or once its correction is round-off (``ROUND_OFF`` eps of ``1 + max|u^{n+1}|``:
-        a coarse Parareal step of 500 fine ones left ``dt max|R|`` at 6.3e-12 > 5.7e-12).
-        Its 2D Krylov solves are inexact (Eisenstat-Walker style): relative defect ``1e-4``
-        or an absolute one ten times below the stopping threshold, whichever is looser, so
-        the last step still lands below it.
-        Returns ``(u^n, newton iterations, final residual max|dt R|)`` and keeps the space
-        Jacobian ``A_n`` at the returned ``u^n`` in ``step_jacobian`` (``keep_fp_matrices``);
-        raises ``SolverError`` naming ``n`` when Newton fails.
-        """
+    def step_target(self, u_next: Any, forcing: float | None) -> Any:
+        """Newton's target ``max(newton_tol (1 + max|u^{n+1}|), s forcing)`` (a 0-d array) and
+        the round-off floor of its corrections."""
         xp = self.xp
-        u = u_next if guess is None else guess
-        scale = 1.0 + float(xp.max(xp.abs(u_next)))
+        scale = 1.0 + xp.max(xp.abs(u_next))
         target = self.newton_tol * scale
-        if self.forcing is not None:
-            target = max(target, self.forcing * self.forcing_scale)
-        floor = ROUND_OFF * xp.finfo(u.dtype).eps * scale  # a correction this small is round-off
-        for iteration in range(self.max_newton + 1):
-            value, jac = self.operator.apply(u, w)
-            residual = (u - u_next) / self.dt + value - f
-            error = float(xp.max(xp.abs(residual))) * self.dt
-            if error != error or error == float("inf"):
-                raise SolverError(f"HJB Newton produced non-finite values at time index n={n}")
-            if error <= target:
-                self.step_jacobian = jac
-                return u, iteration, error
-            if iteration == self.max_newton:
-                break
-            step = self.linear.solve(StencilMatrix(jac.center + 1.0 / self.dt, jac.minus, jac.plus), residual,
-                                     rtol=NEWTON_KRYLOV_RTOL, atol=0.1 * target / self.dt)
-            if float(xp.max(xp.abs(step))) <= floor:  # u is as exact as it gets
-                self.step_jacobian = jac
-                return u, iteration, error
-            u = u - step
-        raise SolverError(
-            f"HJB Newton did not converge at time index n={n}: residual {error:.3e} after "
-            f"{self.max_newton} iterations (tolerance {target:.1e})"
-        )
+        if forcing is not None:
+            target = xp.maximum(target, forcing * self.forcing_scale)
+        return target, round_off_floor(xp, u_next.dtype, scale)
+
+    def step_residual(self, u_next: Any, m_next: Any, f: Any) -> Any:
+        """``u -> (R, I/dt + A(u), dt max|R|)`` of the HJB step ``n`` (``m_next = m^{n+1}``)."""
+        xp, dt = self.xp, self.dt
+
+        def residual(u: Any) -> tuple[Any, StencilMatrix, Any]:
+            value, jac = self.scheme.apply(u, m_next)
+            r = (u - u_next) / dt + value - f
+            return r, StencilMatrix(jac.center + 1.0 / dt, jac.minus, jac.plus), xp.max(xp.abs(r)) * dt
+
+        return residual
+
+    def hjb_step(self, u_next: Any, m_next: Any, f: Any, n: int, guess: Any = None,
+                 forcing: float | None = None) -> StepResult:
+        """Solve the HJB step for ``u^n`` by Newton with the exact Jacobian (``step_newton``).
+
+        Newton starts from ``guess`` (e.g. the previous coupling iterate) or ``u^{n+1}``, with
+        ``m_next = m^{n+1}`` the crowd of the step and ``f = f(x, m^{n+1})``. Its 2D Krylov
+        solves are inexact (Eisenstat-Walker style): relative defect ``1e-4`` or an absolute
+        one ten times below the stopping threshold, whichever is looser, so the last step
+        still lands below it. Raises ``SolverError`` naming ``n`` when Newton fails.
+        """
+        target, floor = self.step_target(u_next, forcing)
+        atol = 0.1 * float(target) / self.dt
+
+        def solve(jac: StencilMatrix, r: Any, error: Any) -> Any:
+            return self.linear.solve(jac, r, rtol=NEWTON_KRYLOV_RTOL, atol=atol)
+
+        out = newton(self.xp, self.step_residual(u_next, m_next, f), solve,
+                     u_next if guess is None else guess, target=target, floor=floor, max_iter=self.max_newton)
+        error = float(out.error)
+        raise_for_status(int(out.status), error, f"at time index n={n}", self.max_newton,
+                         f"{float(target):.1e}")
+        return StepResult(out.u, int(out.iterations), error, out.jacobian)
 
     def fp_matrices(self, u: Any, m: Any) -> StencilMatrix:
         """``J_n^T`` for n = 0..Nt-1, batched over time: the FP step matrices.
 
         ``u``, ``m`` have shape ``(Nt+1, *space)``; ``J_n`` is linearised at ``u^n`` with
-        the weight ``w(m^{n+1})``.
+        the crowd ``m^{n+1}``.
         """
-        _, jac = self.operator.apply(u[:-1], self.weight(m[1:]))
+        _, jac = self.scheme.apply(u[:-1], m[1:])
         return StencilMatrix(jac.center + 1.0 / self.dt, jac.minus, jac.plus).transpose(self.xp)
 
-    def fp_step_matrices(self, u: Any, m: Any) -> StencilMatrix | KeptSteps:
-        """The FP step matrices for marching (``.at(n) = J_n^T``): those kept by the HJB sweep
-        that produced ``u`` from ``m`` (``keep_fp_matrices``), else ``fp_matrices(u, m)``."""
-        kept = self._kept
-        if kept is not None and kept[0] is u and kept[1] is m:
-            return kept[2]
-        return self.fp_matrices(u, m)
-
-    def keep_fp_matrices(self, u: Any, m: Any, jacobians: list[Any]) -> None:
-        """Keep the HJB sweep's final Newton Jacobians ``A_n`` (``step_jacobian``, n = 0..Nt-1)
-        as the FP matrices of ``(u, m)`` (the same array objects): the same numbers as
-        ``fp_matrices``, without rebuilding them (one ``apply`` over all levels, ~10% of a
-        2D coupling iteration) or stacking them (fresh memory)."""
-        self._kept = (u, m, KeptSteps(jacobians, 1.0 / self.dt, self.xp))
-
-    def fp_step(self, matrix_T: StencilMatrix, m_prev: Any, guess: Any = None) -> Any:
+    def fp_step(self, matrix_T: StencilMatrix, m_prev: Any, guess: Any = None,
+                forcing: float | None = None) -> Any:
         """``m^{n+1}`` solving ``J_n^T m^{n+1} = m^n / dt``.
 
         ``guess`` starts 2D Krylov solves (default ``m^n``). Under ``forcing`` they stop at
@@ -150,20 +148,20 @@ class DiscreteMFG:
         if self.problem.grid.ndim == 1:
             return self.linear.solve(matrix_T, m_prev / self.dt)
         guess = m_prev if guess is None else guess
-        if self.forcing is None:
+        if forcing is None:
             return self.linear.solve(matrix_T, m_prev / self.dt, x0=guess)
-        atol = self.forcing * self.forcing_scale / (
+        atol = forcing * self.forcing_scale / (
             self.Nt * self.dt * self.cell_volume * self.problem.grid.size**0.5)
         return self.linear.solve(matrix_T, m_prev / self.dt, x0=guess, atol=atol)
 
     # -- residuals -------------------------------------------------------------------
-    def fp_residual(self, u: Any, m: Any) -> float:
+    def fp_residual(self, u: Any, m: Any, steps: KeptSteps | None = None) -> float:
         """Residual of the FP equations at ``(u, m)``: ``max_n h^d sum_i |dt J_n^T m^{n+1} - m^n|``.
 
         Dimensionless (a mass); zero exactly when ``m`` is the FP solution for ``u``.
+        ``steps``: the FP step matrices of ``(u, m)`` when known (``HJBResult.steps``).
         """
-        steps = self.fp_step_matrices(u, m)
-        if not isinstance(steps, KeptSteps):
+        if steps is None:
             return float(self.fp_defect(u, m))
         xp = self.xp
         per_step = xp.stack([self._defects(steps.at(n), m[n + 1], m[n]) for n in range(self.Nt)])
@@ -191,7 +189,7 @@ class DiscreteMFG:
         ``A_n 1`` vanishes except in cells next to an exit face.
         """
         xp = self.xp
-        _, jac = self.operator.apply(u[:-1], self.weight(m[1:]))
+        _, jac = self.scheme.apply(u[:-1], m[1:])
         rows = jac.matvec(xp, xp.ones_like(m[1:]))
         axes = tuple(range(1, m.ndim))
         return xp.sum(rows * m[1:], axis=axes) * (self.dt * self.cell_volume)
@@ -203,17 +201,17 @@ class DiscreteMFG:
 
 
 class KeptSteps:
-    """FP step matrices ``J_n^T = (I/dt + A_n)^T`` from a list of space Jacobians ``A_n``,
-    transposed on first use of ``at(n)`` (no stacked copy of all levels)."""
+    """FP step matrices ``J_n^T`` from the HJB sweep's Newton matrices ``J_n = I/dt + A_n``
+    (the same numbers as ``fp_matrices``, without rebuilding or stacking them), transposed
+    on first use of ``at(n)``."""
 
-    def __init__(self, jacobians: list[StencilMatrix], inv_dt: float, xp: Any) -> None:
-        self.jacobians, self.inv_dt, self.xp = jacobians, inv_dt, xp
+    def __init__(self, matrices: list[StencilMatrix], xp: Any) -> None:
+        self.matrices, self.xp = matrices, xp
         self.transposed: dict[int, StencilMatrix] = {}
 
     def at(self, n: int) -> StencilMatrix:
         found = self.transposed.get(n)
         if found is None:
-            a = self.jacobians[n]
-            found = StencilMatrix(a.center + self.inv_dt, a.minus, a.plus).transpose(self.xp)
+            found = self.matrices[n].transpose(self.xp)
             self.transposed[n] = found
         return found

@@ -80,7 +80,7 @@ class Equilibrium:
     def control(self, n: int) -> np.ndarray:
         """Equilibrium feedback control on the grid at time index ``n``, as numpy.
 
-        ``alpha^n = -w(m^{n+1}) grad_h u^n`` with the upwind gradient of the scheme
+        ``alpha^n = -g(m^{n+1}) grad_h u^n`` with the upwind gradient of the scheme
         (``n = Nt`` uses ``u^Nt``, ``m^Nt``). Shape ``space`` in 1D, ``(ndim, *space)`` else.
         """
         Nt = self.problem.time.Nt
@@ -95,14 +95,13 @@ class Equilibrium:
 
     def _feedback(self, n: int | slice) -> np.ndarray:
         from mfg_rl.backends import create_backend
-        from mfg_rl.solvers.upwind import UpwindOperator
+        from mfg_rl.solvers.numerical_hamiltonian import NumericalHamiltonian
 
         u, m = self.u.numpy(), self.m.numpy()
         m_next = np.concatenate([m[1:], m[-1:]])  # level n pairs with m^{n+1}; Nt with m^Nt
-        grad = UpwindOperator(self.problem, create_backend("numpy")).gradient(u[n])
-        w = self.problem.hamiltonian.weight(m_next[n])
+        control = NumericalHamiltonian(self.problem, create_backend("numpy")).control(u[n], m_next[n])
         ndim = self.problem.ndim
-        alpha = np.stack([-w * g for g in grad], axis=-ndim - 1)
+        alpha = np.stack(control, axis=-ndim - 1)
         return np.take(alpha, 0, axis=-2) if ndim == 1 else alpha
 
     # -- persistence ---------------------------------------------------------------------

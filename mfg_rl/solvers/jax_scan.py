@@ -1,13 +1,12 @@
 """``JaxScan``: the time marching of ``Sequential``, compiled by XLA (optional extra ``mfg-rl[jax]``).
 
-The same discrete equations as ``Sequential`` (``DiscreteMFG``, ``UpwindOperator``,
+The same discrete equations as ``Sequential`` (``DiscreteMFG``, ``NumericalHamiltonian``,
 ``StencilSolver`` traced with ``jax.numpy`` as the array namespace), but each whole
 trajectory is one compiled program:
 
-- HJB: ``lax.scan`` backward over time levels; per step a ``lax.while_loop`` Newton with the
-  exact Jacobian, stopping on ``dt max|R| <= newton_tol (1 + max|u^{n+1}|)`` (the Sequential
-  test) or after ``max_newton`` updates; a per-step status code becomes a ``SolverError``
-  outside the compiled program.
+- HJB: ``lax.scan`` backward over time levels; per step the one Newton of every strategy
+  (``step_newton.newton``, the Sequential stopping rule) traced in ``lax.while_loop``; a
+  per-step status code becomes a ``SolverError`` outside the compiled program.
 - FP: ``lax.scan`` forward with the transposed step matrices ``J_n^T``.
 - the coupled FP residual, compiled too.
 
@@ -43,15 +42,13 @@ import numpy as np
 
 from mfg_rl.backends import Backend
 from mfg_rl.core import MFGProblem
-from mfg_rl.errors import SolverError
 from mfg_rl.solvers.discrete import DiscreteMFG
 from mfg_rl.solvers.stencil import StencilMatrix
+from mfg_rl.solvers.step_newton import CONVERGED, newton, raise_for_status
 from mfg_rl.solvers.trajectory import HJBResult
 
 INSTALL = 'method="jax-scan" needs jax: pip install "mfg-rl[jax]"'
 
-# Newton status codes of one HJB step (checked in this order, as in DiscreteMFG.hjb_step)
-RUNNING, CONVERGED, NON_FINITE, EXHAUSTED = 0, 1, 2, 3
 
 CACHE_SIZE = 8
 _PROGRAMS: OrderedDict[tuple, Programs] = OrderedDict()
@@ -115,68 +112,60 @@ def compile_programs(disc: DiscreteMFG) -> Programs:
             f'method="jax-scan" supports 1D and 2D grids; this grid is {disc.problem.grid.ndim}D: '
             'use method="sequential" or "global-krylov"'
         )
+    _register_stencil(jax)
     field = jax.ShapeDtypeStruct((disc.Nt + 1, *disc.problem.grid.shape), disc.backend.dtype)
     flag = jax.ShapeDtypeStruct((), bool)
-    floor = jax.ShapeDtypeStruct((), disc.backend.dtype)
+    forcing = jax.ShapeDtypeStruct((), disc.backend.dtype)
     start = time.perf_counter()
-    hjb = jax.jit(_hjb_sweep(disc)).lower(field, field, flag, floor).compile()
+    hjb = jax.jit(_hjb_sweep(disc)).lower(field, field, flag, forcing).compile()
     fp = jax.jit(_fp_sweep(disc)).lower(field, field).compile()
     summary = jax.jit(lambda u, m: (DiscreteMFG.outflow(disc, u, m), DiscreteMFG.mass(disc, m)))
     return Programs(hjb, fp, summary.lower(field, field).compile(), time.perf_counter() - start)
 
 
+def _register_stencil(jax: Any) -> None:
+    """Let ``StencilMatrix`` travel through ``lax`` loops (a pytree of its three fields)."""
+    try:
+        jax.tree_util.register_pytree_node(
+            StencilMatrix, lambda a: ((a.center, a.minus, a.plus), None),
+            lambda _, fields: StencilMatrix(*fields))
+    except ValueError:  # registered by an earlier compile
+        pass
+
+
 # -- the traced sweeps (jax.numpy through disc.xp; the scheme is DiscreteMFG's) --------------
 def _hjb_sweep(disc: DiscreteMFG) -> Any:
-    """``(m, u_guess, use_guess, floor) -> (u, (newton its, residual, status) per level, fp defect)``.
+    """``(m, u_guess, use_guess, forcing) -> (u, (newton its, residual, status) per level, fp defect)``.
 
-    Newton stops at ``dt max|R| <= max(newton_tol (1 + max|u^{n+1}|), floor)``; ``floor`` is
-    the coupling loop's forcing (``DiscreteMFG.forcing``), 0 for exact steps.
+    Each step is ``step_newton.newton`` traced in ``lax.while_loop``, with the target and
+    round-off floor of ``DiscreteMFG.step_target`` (``forcing`` 0 for exact steps).
     The FP defect of ``(u, m)`` (``DiscreteMFG.fp_defect``, the coupled residual's FP part)
     comes out of the same program: it is what the coupling loop asks for next.
     """
     import jax
     from jax import lax
 
-    xp, dt, problem = disc.xp, disc.dt, disc.problem
-    tol, cap = disc.newton_tol, disc.max_newton
+    xp, problem = disc.xp, disc.problem
 
-    def newton(u_next: Any, w: Any, f: Any, start: Any, floor: Any) -> tuple[Any, Any, Any, Any]:
-        target = xp.maximum(tol * (1.0 + xp.max(xp.abs(u_next))), floor)
+    def solve(jac: StencilMatrix, r: Any, error: Any) -> Any:
+        return disc.linear.solve(jac, r)
 
-        def residual(u: Any) -> tuple[Any, tuple, Any]:
-            value, jac = disc.operator.apply(u, w)
-            r = (u - u_next) / dt + value - f
-            return r, (jac.center + 1.0 / dt, jac.minus, jac.plus), xp.max(xp.abs(r)) * dt
-
-        def status(error: Any, k: Any) -> Any:
-            return xp.where(~xp.isfinite(error), NON_FINITE,
-                            xp.where(error <= target, CONVERGED, xp.where(k >= cap, EXHAUSTED, RUNNING)))
-
-        def body(carry: tuple) -> tuple:
-            k, u, r, jac, _, _ = carry
-            u = u - disc.linear.solve(StencilMatrix(*jac), r)
-            r, jac, error = residual(u)
-            return k + 1, u, r, jac, error, status(error, k + 1)
-
-        r, jac, error = residual(start)
-        carry = (xp.asarray(0), start, r, jac, error, status(error, 0))
-        k, u, _, _, error, code = lax.while_loop(lambda c: c[-1] == RUNNING, body, carry)
-        return u, k, error, code
-
-    def sweep(m: Any, u_guess: Any, use_guess: Any, floor: Any) -> tuple[Any, Any, Any, Any]:
+    def sweep(m: Any, u_guess: Any, use_guess: Any, forcing: Any) -> tuple[Any, Any, Any, Any]:
         def cost(m_n: Any) -> Any:
             return problem.evaluate_cost(problem.running_cost, m_n, disc.points)
 
         f = jax.vmap(cost)(m[1:])
-        w = disc.weight(m[1:])
         u_T = disc.terminal_cost(m[-1])
 
         def step(u_next: Any, level: tuple) -> tuple[Any, tuple]:
-            w_n, f_n, guess_n = level
-            u, k, error, code = newton(u_next, w_n, f_n, xp.where(use_guess, guess_n, u_next), floor)
-            return u, (u, k, error, code)
+            m_n, f_n, guess_n = level
+            target, floor = disc.step_target(u_next, forcing)
+            start = xp.where(use_guess, guess_n, u_next)
+            out = newton(xp, disc.step_residual(u_next, m_n, f_n), solve, start, target=target, floor=floor,
+                         max_iter=disc.max_newton, loop=lax.while_loop)
+            return out.u, (out.u, out.iterations, out.error, out.status)
 
-        _, (u, k, error, code) = lax.scan(step, u_T, (w, f, u_guess[:-1]), reverse=True)
+        _, (u, k, error, code) = lax.scan(step, u_T, (m[1:], f, u_guess[:-1]), reverse=True)
         u = xp.concat([u, u_T[None]])
         return u, k, error, code, disc.fp_defect(u, m)
 
@@ -206,17 +195,14 @@ def _fp_sweep(disc: DiscreteMFG) -> Any:
 class ScanMFG(DiscreteMFG):
     """``DiscreteMFG`` on the jax backend whose residual, outflow and mass run compiled.
 
-    ``fp_residual(u, m)`` right after ``JaxScan.hjb`` returned ``u`` for ``m`` is the defect
-    that sweep computed; other arguments go through a jitted ``fp_defect``. (Op-by-op jax
-    compiles every operation on first use: seconds for ``outflow`` alone.)
+    The coupling loop takes the FP defect from ``JaxScan.hjb``'s result (its sweep computes
+    it); ``fp_residual`` of other arguments goes through a jitted ``fp_defect``. (Op-by-op
+    jax compiles every operation on first use: seconds for ``outflow`` alone.)
     """
 
-    last: tuple[Any, Any, Any] | None = None  # (u, m, fp defect) of the last HJB sweep
     _defect: Any = None
 
-    def fp_residual(self, u: Any, m: Any) -> float:
-        if self.last is not None and self.last[0] is u and self.last[1] is m:
-            return float(self.last[2])
+    def fp_residual(self, u: Any, m: Any, steps: Any = None) -> float:
         if self._defect is None:
             import jax
 
@@ -267,27 +253,19 @@ class JaxScan:
             self.timings["compile"] += found.compile_seconds
         return found
 
-    def hjb(self, disc: DiscreteMFG, m: Any, u_guess: Any = None) -> HJBResult:
+    def hjb(self, disc: DiscreteMFG, m: Any, u_guess: Any = None, forcing: float | None = None) -> HJBResult:
         program = self._programs(disc).hjb
         xp = disc.xp
         use_guess = xp.asarray(u_guess is not None)
-        floor = xp.asarray(0.0 if disc.forcing is None else disc.forcing * disc.forcing_scale,
-                           dtype=m.dtype)
-        u, k, error, code, defect = program(m, m if u_guess is None else u_guess, use_guess, floor)
-        if isinstance(disc, ScanMFG):
-            disc.last = (u, m, defect)
+        u, k, error, code, defect = program(m, m if u_guess is None else u_guess, use_guess,
+                                            xp.asarray(forcing or 0.0, dtype=m.dtype))
         k, error, code = (np.asarray(a) for a in (k, error, code))
         failed = np.flatnonzero(code != CONVERGED)
         if failed.size:
             n = int(failed[-1])  # the first failure in marching order (backward in time)
-            if code[n] == NON_FINITE:
-                raise SolverError(f"HJB Newton produced non-finite values at time index n={n} (non-finite "
-                                  "input, or a 2D linear solve that missed its tolerance)")
-            raise SolverError(
-                f"HJB Newton did not converge at time index n={n}: residual {float(error[n]):.3e} after "
-                f"{disc.max_newton} iterations (tolerance {disc.newton_tol:.1e} x (1 + max|u^(n+1)|))"
-            )
-        return HJBResult(u, int(k.sum()), float(error.max()))
+            raise_for_status(int(code[n]), float(error[n]), f"at time index n={n}", disc.max_newton,
+                             f"{disc.newton_tol:.1e} x (1 + max|u^(n+1)|)")
+        return HJBResult(u, int(k.sum()), float(error.max()), fp_defect=defect)
 
-    def fp(self, disc: DiscreteMFG, u: Any, m: Any) -> Any:
+    def fp(self, disc: DiscreteMFG, u: Any, m: Any, forcing: float | None = None, steps: Any = None) -> Any:
         return self._programs(disc).fp(u, m)

@@ -8,7 +8,7 @@ Unknowns ``z = (U, M)`` with ``U = (u^0..u^{Nt-1})``, ``M = (m^1..m^Nt)``, ``u^N
 
 and its exact Jacobian ``[[dF_u/dU, dF_u/dM], [dF_m/dU, dF_m/dM]]``: ``I + dt A_n`` and
 ``-I`` (HJB), ``dt H_h w'(m) - dt df/dm`` (the coupling through costs and congestion),
-``dt sum_i m_i w_i Hess V_i`` (FP's drift depends on ``u``: the Hessian of the upwind
+``dt sum_i m_i Hess H_h,i`` (FP's drift depends on ``u``: the Hessian of the upwind
 Hamiltonian, piecewise constant) and ``I + dt A(u^n, w + w' m)^T``, ``-I`` (FP).
 It is assembled as one sparse matrix (vectorised COO) and factorised by SuperLU.
 
@@ -42,11 +42,12 @@ from typing import Any
 import numpy as np
 from array_api_compat import device as array_device
 
+from mfg_rl.backends.krylov import fgmres
 from mfg_rl.errors import SolverError
 from mfg_rl.solvers.callbacks import Callback, IterationState
 from mfg_rl.solvers.coupling import CouplingResult, FixedPoint, run_coupling
 from mfg_rl.solvers.discrete import DiscreteMFG
-from mfg_rl.solvers.spacetime import fgmres, shifted_identity
+from mfg_rl.solvers.spacetime import shifted_identity
 from mfg_rl.solvers.stencil import StencilMatrix, stencil_coo, stencil_values
 from mfg_rl.solvers.trajectory import TrajectorySolver
 
@@ -148,20 +149,12 @@ class CoupledSystem:
 
         return same(df_v, df_1 * v), same(dg_v, dg_1 * v[-1])
 
-    def weight_derivative(self, m: Any) -> Any:
-        """``w'(m)`` of ``w = 1 / (lambda (1 + c m)^p)``."""
-        ham = self.disc.problem.hamiltonian
-        if not ham.has_congestion:
-            return 0.0 * m
-        return -ham.exponent * ham.congestion * ham.weight(m) / (1.0 + ham.congestion * m)
-
     # -- residual --------------------------------------------------------------------
     def residual(self, U: Any, M: Any) -> tuple[Any, Any, float, float]:
         """``(F_u, F_m, hjb residual max|F_u|, fp residual max_n h^d sum|F_m^n|)``."""
         xp, disc = self.xp, self.disc
         f, g = self._costs(M)
-        w = disc.weight(M)
-        value, jac = disc.operator.apply(U, w)
+        value, jac = disc.scheme.apply(U, M)
         F_u = U - xp.concat([U[1:], g[None]]) + disc.dt * (value - f)
         fp = StencilMatrix(jac.center + 1.0 / disc.dt, jac.minus, jac.plus).transpose(xp)
         F_m = disc.dt * fp.matvec(xp, M) - xp.concat([disc.m0[None], M[:-1]])
@@ -184,18 +177,18 @@ class CoupledSystem:
 
     def blocks(self, U: Any, M: Any) -> tuple[StencilMatrix, Any, StencilMatrix, StencilMatrix]:
         """``(uu, um, mu, mm)``: the diagonal stencils per level of ``dF_u/dU`` (its ``-I``
-        above the diagonal implied), the local ``dF_u/dM`` (per node), ``dF_m/dU`` and
-        ``dF_m/dM`` (its ``-I`` below the diagonal implied); batched over levels."""
+        above the diagonal implied), the local ``dF_u/dM`` (per node), the stencil part of
+        ``dF_m/dU`` (the rest is ``curvature``) and ``dF_m/dM`` (its ``-I`` below the diagonal
+        implied); batched over levels."""
         xp, disc = self.xp, self.disc
-        dt = disc.dt
-        w = disc.weight(M)
-        _, jac = disc.operator.apply(U, w)
-        if disc.problem.hamiltonian.has_congestion:
-            dw = self.weight_derivative(M)
-            h_value = disc.operator.apply(U, xp.ones_like(w))[0] - disc.operator.apply(U, xp.zeros_like(w))[0]
-            um = dt * h_value * dw
-            jac_eff = disc.operator.apply(U, w + dw * M)[1]
-        else:  # w' = 0: no dF_u/dM through the Hamiltonian, and the FP block's linearisation is A itself
+        dt, scheme = disc.dt, disc.scheme
+        _, jac = scheme.apply(U, M)
+        if disc.problem.hamiltonian.depends_on_m:
+            g, _, g_m = scheme.speed(U, M)
+            um = dt * scheme.value_dm(U, M)
+            jac_eff = scheme.jacobian(U, g + g_m * M)  # d/dM of J(M)^T M, row by row
+        else:  # no dF_u/dM through the Hamiltonian, and the FP block's linearisation is A itself
+            g = scheme.speed(U, M)[0]
             um, jac_eff = 0.0 * U, jac
         if self.local_f or self.local_g:
             df, dg = self.cost_jvp(M, xp.ones_like(M))
@@ -207,8 +200,16 @@ class CoupledSystem:
                            tuple(dt * a for a in jac_eff.plus)).transpose(xp)
         uu = StencilMatrix(1.0 + dt * jac.center, tuple(dt * a for a in jac.minus),
                            tuple(dt * a for a in jac.plus))
-        mu = self.hessian(U, dt * M * w)
+        mu = scheme.hessian(U, dt * M * g)
         return uu, um, mu, mm
+
+    def curvature(self, U: Any, M: Any) -> tuple[StencilMatrix, Any] | None:
+        """The non-stencil part of ``dF_m/dU`` for a non-quadratic ``H``: ``D^T diag(q) D`` with
+        ``D = D(S_h/2)`` and ``q = 2 dt M dg/ds``, as ``(D, q)``; None when ``H`` is quadratic."""
+        if self.disc.problem.hamiltonian.is_quadratic:
+            return None
+        scheme = self.disc.scheme
+        return scheme.slope_jacobian(U), 2.0 * self.disc.dt * M * scheme.speed(U, M)[1]
 
     def sweeps(self, uu: StencilMatrix, mu: StencilMatrix,
                mm: StencilMatrix) -> Callable[[np.ndarray], np.ndarray]:
@@ -235,46 +236,11 @@ class CoupledSystem:
 
         return apply
 
-    def hessian(self, U: Any, q: Any) -> StencilMatrix:
-        """``sum_i q_i Hess_u V_i(u)`` of the upwind Hamiltonian per unit weight, batched.
-
-        ``V_i = 1/2 sum_d max(p-_i, 0)^2 + min(p+_i, 0)^2``: each active one-sided
-        difference adds ``q_i / h^2 (e_i - e_j)(e_i - e_j)^T`` for its pair ``(i, j)``;
-        on an exit the ghost ``2c - u_i`` makes it ``4 q_i / h^2`` on the diagonal.
-        """
-        xp, op = self.xp, self.disc.operator
-        center = 0.0 * U
-        minus, plus = [], []
-        for d in range(op.ndim):
-            axis = U.ndim - op.ndim + d
-            h2 = op.h[d] ** 2
-            u_minus, u_plus = xp.roll(U, 1, axis=axis), xp.roll(U, -1, axis=axis)
-            side = op.sides[d]
-            ghost = 0.0 * U
-            if side is not None:
-                low, high, fold_low, fold_high = side
-                u_minus = xp.where(low, U if fold_low > 0 else 2.0 * op.exit_cost - U, u_minus)
-                u_plus = xp.where(high, U if fold_high > 0 else 2.0 * op.exit_cost - U, u_plus)
-            g_minus = xp.where(U - u_minus > 0.0, q / h2, 0.0)
-            g_plus = xp.where(u_plus - U < 0.0, q / h2, 0.0)
-            if side is not None:
-                if fold_low < 0:
-                    ghost = ghost + xp.where(low, 4.0 * g_minus, 0.0)
-                if fold_high < 0:
-                    ghost = ghost + xp.where(high, 4.0 * g_plus, 0.0)
-                g_minus = xp.where(low, 0.0, g_minus)
-                g_plus = xp.where(high, 0.0, g_plus)
-            from_next = xp.roll(g_minus, -1, axis=axis)  # pair (i, i+1) seen from i+1
-            from_prev = xp.roll(g_plus, 1, axis=axis)  # pair (i-1, i) seen from i-1
-            center = center + g_minus + g_plus + from_next + from_prev + ghost
-            minus.append(-g_minus - from_prev)
-            plus.append(-g_plus - from_next)
-        return StencilMatrix(center, tuple(minus), tuple(plus))
-
     def product(self, blocks: tuple[StencilMatrix, Any, StencilMatrix, StencilMatrix], M: Any,
-                z: np.ndarray) -> np.ndarray:
+                z: np.ndarray, curvature: tuple[StencilMatrix, Any] | None = None) -> np.ndarray:
         """``J z`` for a flat numpy ``z = (dU, dM)``, matrix-free: the local blocks of
-        ``blocks(U, M)`` as batched stencil products, the nonlocal costs by ``nonlocal_product``."""
+        ``blocks(U, M)`` as batched stencil products, the nonlocal costs by ``nonlocal_product``,
+        the Hamiltonian's curvature (``curvature(U, M)``) as ``D^T (q D dU)``."""
         xp, backend = self.xp, self.disc.backend
         uu, um, mu, mm = blocks
         half = z.size // 2
@@ -284,6 +250,9 @@ class CoupledSystem:
         if not (self.local_f and self.local_g):
             out_u = out_u + self.nonlocal_product(M, dM)
         out_m = mu.matvec(xp, dU) + mm.matvec(xp, dM) - xp.concat([zero, dM[:-1]])
+        if curvature is not None:
+            slope, q = curvature
+            out_m = out_m + slope.transpose(xp).matvec(xp, q * slope.matvec(xp, dU))
         return np.concatenate([backend.to_numpy(out_u).ravel(), backend.to_numpy(out_m).ravel()])
 
     def nonlocal_product(self, M: Any, dM: Any) -> Any:
@@ -399,12 +368,17 @@ def _newton_steps(system: CoupledSystem, U: Any, M: Any, record: CouplingResult,
         timings["factor"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         rhs = np.concatenate([backend.to_numpy(F_u).ravel(), backend.to_numpy(F_m).ravel()])
-        if system.local_f and system.local_g:
+        curvature = system.curvature(U, M)
+        if system.local_f and system.local_g and curvature is None:
             step = inverse(rhs)
-        else:
+        else:  # the preconditioner misses nonlocal costs or the curvature of a non-quadratic H
             forcing = max(policy.linear_rtol, min(0.1, max(residual, 0.1 * tol / residual)))
-            step, its = fgmres(np, lambda z, M=M, blocks=blocks: system.product(blocks, M, z), rhs,
-                               inverse, rtol=forcing, restart=policy.max_linear, max_iter=policy.max_linear)
+
+            def product(z: np.ndarray, M: Any = M, blocks: tuple = blocks, curvature: Any = curvature) -> Any:
+                return system.product(blocks, M, z, curvature)
+
+            step, its = fgmres(np, product, rhs, inverse, rtol=forcing, restart=policy.max_linear,
+                               max_iter=policy.max_linear)
             timings["linear_iterations"] += its
         if not np.all(np.isfinite(step)):
             raise SolverError(f"Newton iteration {k}: the linear solve returned non-finite values")

@@ -17,7 +17,7 @@ parallel where the work releases the GIL (the compiled numba line solves, numpy 
 kernels). After ``k`` iterations the first
 ``k`` slices are exact (finite termination: ``K = S`` gives the fine solution); they are
 frozen and no longer propagated. The iteration stops when the largest change of slice
-start values is ``<= tol * (1 + max|U|)`` (or the coupling loop's ``disc.forcing`` when
+start values is ``<= tol * (1 + max|U|)`` (or the coupling loop's ``forcing`` when
 that is looser: an inexact coupling iteration needs no exact sweep) and raises
 ``SolverError`` with the counts after ``max_iter`` iterations. The trajectory returned is
 the fine one of the last iteration; its jumps at slice boundaries are added to the HJB
@@ -46,7 +46,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import threading
@@ -158,16 +157,14 @@ class Parareal:
 
     def view(self, disc: DiscreteMFG, length: int) -> DiscreteMFG:
         """``disc`` with ``dt`` of ``length`` fine steps: the same scheme, a coarser step."""
-        coarse = copy.copy(disc)  # fresh each time: it follows disc's mutable state (forcing)
-        coarse.dt = disc.dt * length
-        return coarse
+        return disc.with_dt(disc.dt * length)
 
     # -- HJB: backward ---------------------------------------------------------------
-    def hjb(self, disc: DiscreteMFG, m: Any, u_guess: Any = None) -> HJBResult:
+    def hjb(self, disc: DiscreteMFG, m: Any, u_guess: Any = None, forcing: float | None = None) -> HJBResult:
         """HJB backward from ``g(m^Nt)`` by Parareal; ``u_guess`` seeds Newton and the warm start."""
         xp = disc.xp
         f = disc.running_cost(m[1:])
-        w = disc.weight(m[1:])
+        crowd = m[1:]  # level n of a step pairs with m^{n+1}
         n_b = self.bounds(disc.Nt)
         S = self.slices
         # slice q in sweep order is time slice j = S-1-q, from level n_{j+1} down to n_j
@@ -180,26 +177,26 @@ class Parareal:
             for start, size in reversed(steps):
                 n = start + (size - 1) // 2
                 guess = None if u_guess is None else u_guess[start]
-                u, iterations, residual = self.view(disc, size).hjb_step(u, w[n], f[n], n, guess)
+                u = self.view(disc, size).hjb_step(u, crowd[n], f[n], n, guess, forcing).u
             self.steps["hjb_coarse"] += len(steps)
             return u
 
         def step(rows: list[int], i: int, u: Any) -> Any:
             levels = [first[q] - 1 - i for q in rows]
             guess = None if u_guess is None else pick(xp, u_guess, levels, u)
-            u, iterations, residual = disc.hjb_step(
-                u, pick(xp, w, levels, u), pick(xp, f, levels, u), levels[0], guess)
+            result = disc.hjb_step(u, pick(xp, crowd, levels, u), pick(xp, f, levels, u), levels[0], guess,
+                                   forcing)
             with self._lock:
-                stats["newton"] += iterations
-                stats["residual"] = max(stats["residual"], residual)
+                stats["newton"] += result.iterations
+                stats["residual"] = max(stats["residual"], result.residual)
                 self.steps["hjb_fine"] += len(rows)
-            return u
+            return result.u
 
         start = None
         if self.warm_start and u_guess is not None:
             start = [u_guess[n_b[S - q]] for q in range(S)]
         u_T = disc.terminal_cost(m[-1])
-        pieces, jump, K = self._iterate(disc, u_T, start, coarse, step, length, "hjb")
+        pieces, jump, K = self._iterate(disc, u_T, start, coarse, step, length, "hjb", forcing)
         levels = [u_T]
         for q in range(S):
             levels.extend(pieces[q])
@@ -207,7 +204,7 @@ class Parareal:
         return HJBResult(u, stats["newton"], max(stats["residual"], jump))
 
     # -- FP: forward -----------------------------------------------------------------
-    def fp(self, disc: DiscreteMFG, u: Any, m: Any) -> Any:
+    def fp(self, disc: DiscreteMFG, u: Any, m: Any, forcing: float | None = None, steps: Any = None) -> Any:
         """FP forward from ``m0`` by Parareal; ``m`` supplies congestion and the warm start."""
         xp = disc.xp
         matrices = disc.fp_matrices(u, m)
@@ -224,7 +221,7 @@ class Parareal:
                     view = self.view(disc, size)
                     operators[start, size] = view, view.fp_matrices(u[n:n + 2], m[n:n + 2]).at(0)
                 view, matrix = operators[start, size]
-                x = view.fp_step(matrix, x)
+                x = view.fp_step(matrix, x, forcing=forcing)
             self.steps["fp_coarse"] += len(steps)
             return x
 
@@ -235,10 +232,10 @@ class Parareal:
                                   tuple(pick(xp, a, index, x) for a in matrices.plus))
             with self._lock:
                 self.steps["fp_fine"] += len(rows)
-            return disc.fp_step(batch, x)
+            return disc.fp_step(batch, x, forcing=forcing)
 
         start = [m[n_b[q]] for q in range(self.slices)] if self.warm_start else None
-        pieces, _, _ = self._iterate(disc, disc.m0, start, coarse, step, length, "fp")
+        pieces, _, _ = self._iterate(disc, disc.m0, start, coarse, step, length, "fp", forcing)
         levels = [disc.m0]
         for q in range(self.slices):
             levels.extend(pieces[q])
@@ -247,14 +244,15 @@ class Parareal:
     # -- the Parareal iteration, in sweep order ----------------------------------------
     def _iterate(self, disc: DiscreteMFG, x0: Any, start: list[Any] | None,
                  coarse: Callable[[int, Any], Any], step: Callable[[list[int], int, Any], Any],
-                 length: list[int], equation: str) -> tuple[list[list[Any]], float, int]:
+                 length: list[int], equation: str,
+                 forcing: float | None) -> tuple[list[list[Any]], float, int]:
         """Slice start values ``U_0 = x0, U_1..U_{S-1}`` by Parareal (sweep order); returns
         the fine levels of every slice (start excluded), the largest boundary jump and ``K``.
         The last slice's end feeds no slice, so it is never coarse-propagated."""
         xp = disc.xp
         S = self.slices
         max_iter = S if self.max_iter is None else self.max_iter
-        tol = max(self.tol, getattr(disc, "forcing", None) or 0.0)  # inexact coupling iterations
+        tol = max(self.tol, forcing or 0.0)  # inexact coupling iterations
         clock = time.perf_counter()
         U = [x0]
         if start is None:  # initial coarse sweep: U_{j+1} = G_j(U_j)

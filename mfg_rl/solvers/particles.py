@@ -3,7 +3,7 @@
     X^{n+1}_p = X^n_p + dt alpha^n(X^n_p) + sqrt(2 nu dt) Z^n_p,      Z^n_p ~ N(0, I)
     m^{n+1}   = KDE of the particles still inside (weight 1/N each),    m^0 = m0
 
-with ``alpha^n = -w(m^{n+1}) grad_h u^n`` the discrete optimal control of the scheme (upwind
+with ``alpha^n = -g(m^{n+1}) grad_h u^n`` the discrete optimal control of the scheme (upwind
 gradient, ``Equilibrium.control``), interpolated linearly from the grid; step ``n -> n+1``
 uses ``u^n`` as the adjoint FP does. Particles start as samples of ``m0`` (piecewise
 constant in cells). Boundaries: reflection at no-flux walls, wrap on periodic axes,
@@ -133,8 +133,9 @@ class ParticleFP:
         self.dtype = dtype
         self._last: tuple[Any, Any, Any, ParticleRun] | None = None
 
-    def fp(self, disc: DiscreteMFG, u: Any, m: Any) -> Any:
-        """Density ``(Nt+1, *space)`` of the particles driven by ``u`` (``m``: congestion)."""
+    def fp(self, disc: DiscreteMFG, u: Any, m: Any, forcing: float | None = None, steps: Any = None) -> Any:
+        """Density ``(Nt+1, *space)`` of the particles driven by ``u`` (``m``: congestion).
+        ``forcing`` and ``steps`` (the FDM options of the coupling loop) do not apply."""
         return self.simulate(disc, u, m).m
 
     def simulate(self, disc: DiscreteMFG, u: Any, m: Any) -> ParticleRun:
@@ -166,10 +167,9 @@ class ParticleFP:
         # particles move in the lattice units of the binned KDE (BoxLattice): s = (x - lo)/h + const
         lattice = BoxLattice(grid, axis_kinds(grid, reflect=True))
         cols = [xp.astype(lattice.to_units(xp, c, k), dtype) for k, c in enumerate(cols)]
-        w = disc.weight(m[1:])
-        # dt alpha^n / h = -(dt/h) w grad u^n on the lattice, one table (BoxLattice.table) per axis
-        grads = disc.operator.gradient(u[:-1])
-        drifts = [(-dt / h) * w * g for g, h in zip(grads, grid.spacing, strict=True)]
+        # dt alpha^n / h on the lattice (alpha the scheme's control), one table (BoxLattice.table) per axis
+        controls = disc.scheme.control(u[:-1], m[1:])
+        drifts = [(dt / h) * a for a, h in zip(controls, grid.spacing, strict=True)]
         if backend is not outer:
             drifts = [backend.from_host(outer.to_numpy(a)) for a in drifts]
         tables = [[xp.astype(t, dtype) for t in lattice.table(xp, a)] for a in drifts]
@@ -364,7 +364,7 @@ class ParticleMFG(DiscreteMFG):
         super().__init__(problem, backend, **kwargs)
         self.particles = particles
 
-    def fp_residual(self, u: Any, m: Any) -> float:
+    def fp_residual(self, u: Any, m: Any, steps: Any = None) -> float:
         xp = self.xp
         defect = xp.abs(m - self.particles.simulate(self, u, m).m)
         per_level = xp.sum(xp.reshape(defect, (defect.shape[0], -1)), axis=1) * self.cell_volume

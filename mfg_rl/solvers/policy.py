@@ -6,7 +6,7 @@ differences ``D-_d J = (J_i - J_{i-e_d})/h_d`` and ``D+_d J = (J_{i+e_d} - J_i)/
     A(alpha) J = -nu Lap_h J - sum_d [ max(alpha_d, 0) D+_d J + min(alpha_d, 0) D-_d J ],
 
 the generator of the controlled diffusion, upwinded so that ``I/dt + A`` is an M-matrix for
-every drift. Ghost nodes are those of ``UpwindOperator`` (no-flux, periodic, exits with
+every drift. Ghost nodes are those of ``NumericalHamiltonian`` (no-flux, periodic, exits with
 ``J = exit_cost`` on the face), so ``A(alpha)`` at the scheme's optimal control equals the
 HJB Newton Jacobian wherever one one-sided slope is active, and ``A(alpha)^T`` drives the
 Fokker-Planck step exactly like ``DiscreteMFG.fp_matrices``. With exits the operator is
@@ -19,8 +19,8 @@ from typing import Any
 
 from mfg_rl.backends import Backend
 from mfg_rl.core import MFGProblem
+from mfg_rl.solvers.numerical_hamiltonian import NumericalHamiltonian
 from mfg_rl.solvers.stencil import StencilMatrix
-from mfg_rl.solvers.upwind import UpwindOperator
 
 
 class TransportOperator:
@@ -31,7 +31,7 @@ class TransportOperator:
 
     def __init__(self, problem: MFGProblem, backend: Backend) -> None:
         self.xp = backend.xp
-        self.upwind = UpwindOperator(problem, backend)
+        self.upwind = NumericalHamiltonian(problem, backend)
         self.ndim = problem.grid.ndim
         self.nu = problem.nu
         self.h = problem.grid.spacing

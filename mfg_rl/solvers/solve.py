@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -14,23 +15,24 @@ from mfg_rl.backends import Backend, create_backend
 from mfg_rl.core import MFGProblem, SpacetimeField
 from mfg_rl.paths import default_cache_dir
 from mfg_rl.solvers.callbacks import Callback, ProgressBar
-from mfg_rl.solvers.coupling import POLICIES, Anderson, FictitiousPlay, FixedPoint, run_coupling
+from mfg_rl.solvers.coupling import Anderson, FictitiousPlay, FixedPoint, run_coupling
 from mfg_rl.solvers.discrete import DiscreteMFG
 from mfg_rl.solvers.equilibrium import Diagnostics, Equilibrium
 from mfg_rl.solvers.newton import Newton, run_newton
-from mfg_rl.solvers.particles import ParticleMFG, particle_solver
-from mfg_rl.solvers.trajectory import STRATEGIES
+from mfg_rl.solvers.particles import ParticleFP, ParticleMFG, particle_solver
+from mfg_rl.solvers.registry import POLICIES, STRATEGIES
 
 log = logging.getLogger("mfg_rl.solvers")
 
 FP_METHODS = ("fdm", "particles")
+DEFAULT_PARTICLES = 100_000  # n_particles of fp="particles" when not given
 
 
 def solve(
     problem: MFGProblem,
     method: str | Any = "sequential",
-    coupling: str | FixedPoint | FictitiousPlay | Anderson = "fixed_point",
-    fp: str = "fdm",
+    coupling: str | FixedPoint | FictitiousPlay | Anderson | Newton = "fixed_point",
+    fp: str | ParticleFP = "fdm",
     backend: str | Backend | None = None,
     tol: float = 1e-8,
     max_iter: int = 500,
@@ -41,8 +43,8 @@ def solve(
     allow_unconverged: bool = False,
     cache: bool | str | os.PathLike = False,
     newton_tol: float = 1e-12,
-    n_particles: int = 100_000,
-    seed: int = 0,
+    n_particles: int | None = None,
+    seed: int | None = None,
 ) -> Equilibrium:
     """Compute the Nash equilibrium of ``problem``.
 
@@ -57,26 +59,37 @@ def solve(
         coupling: ``"fixed_point"`` (damped, see ``damping``), ``"anderson"`` (Anderson-
             accelerated fixed point: 2-5x fewer iterations on the catalogue),
             ``"fictitious_play"``, ``"newton"`` (monolithic Newton on the coupled system,
-            ``mfg_rl.solvers.newton``), or a policy object.
-        fp: Fokker-Planck discretisation, ``"fdm"`` (adjoint finite differences) or
-            ``"particles"`` (``n_particles`` SDE paths, KDE density; see ``ParticleFP``). With
-            particles the residual is the fixed-point defect of the seeded particle system
+            ``mfg_rl.solvers.newton``), or a policy object (``FixedPoint(damping=0.5)``,
+            ``Anderson(depth=3)``, ``Newton(warmup=2)``, ...), which carries its own options.
+        fp: Fokker-Planck discretisation, ``"fdm"`` (adjoint finite differences),
+            ``"particles"`` (``n_particles`` SDE paths, KDE density) or a ``ParticleFP``
+            object, which carries its own particle count, seed, bandwidth and KDE method
+            (``ParticleFP(50_000, seed=1, bandwidth="silverman")``). With particles the
+            residual is the fixed-point defect of the seeded particle system
             (``ParticleMFG``); use ``tol`` about ``1/sqrt(n_particles)`` (the Monte Carlo
             error); ``tol < 1/n_particles`` raises ValueError.
         backend: ``"torch"``, ``"jax"``, ``"numpy"``, a ``Backend``, or None (best installed).
         tol: stop when the coupled residual (see ``Diagnostics``) is ``<= tol``, in (0, 1).
         max_iter: coupling iterations before ``SolverError`` (>= 1).
         progress: show a tqdm progress bar.
-        damping: first relaxation of the fixed point, in (0, 1]; it is halved whenever
-            the residual grows (``FixedPoint(adaptive=True)``).
+        damping: first relaxation of ``"fixed_point"`` and ``"anderson"``, in (0, 1]; it is
+            halved whenever the residual grows (``FixedPoint(adaptive=True)``). A value
+            other than 1 with a policy that has no damping (``"fictitious_play"``,
+            ``"newton"``) or with a policy object raises ValueError.
         callbacks: extra ``Callback`` objects (return ``False`` to stop early).
         allow_unconverged: return a result flagged ``converged=False`` instead of raising
             when ``max_iter`` is reached.
         cache: False, True (``default_cache_dir()``) or a directory: reuse an equilibrium
             saved for the same problem and options, and save new ones there.
         newton_tol: relative tolerance of the per-step Newton solves.
-        n_particles: particles of ``fp="particles"``, an int >= 2.
-        seed: seed of ``fp="particles"``, an int >= 0 (same seed, same particles).
+        n_particles: particles of ``fp="particles"``, an int >= 2 (default 100_000).
+        seed: seed of ``fp="particles"``, an int >= 0 (default 0; same seed, same particles).
+            Either given with ``fp="fdm"`` or with a ``ParticleFP`` object raises ValueError.
+
+    Raises:
+        ValueError: an option out of range, or one that the chosen policy, strategy or
+            FP method does not use (it would otherwise be silently ignored); the message
+            names the parameter, its value and what would work.
 
     Example:
         >>> from mfg_rl import problems, solve
@@ -94,17 +107,8 @@ def solve(
         strategy, method = method, method.name
     else:
         raise TypeError(f"method must be a name or a strategy object with hjb and fp, got {method!r}")
-    if fp not in FP_METHODS:
-        raise ValueError(f"fp must be one of {', '.join(FP_METHODS)}, got {fp!r}")
-    particles = particle_solver(fp, n_particles, seed, tol)
-    if isinstance(coupling, str):
-        if coupling not in POLICIES:
-            raise ValueError(f"coupling must be one of {', '.join(POLICIES)}, got {coupling!r}")
-        policy = FixedPoint(damping) if coupling == "fixed_point" else POLICIES[coupling]()
-    elif isinstance(coupling, tuple(POLICIES.values())):
-        policy = coupling
-    else:
-        raise TypeError(f"coupling must be a name or one of {', '.join(POLICIES)} policies, got {coupling!r}")
+    particles = _particles(fp, n_particles, seed, tol)
+    policy = _policy(coupling, damping)
     if isinstance(policy, Newton) and particles is not None:
         raise ValueError("coupling='newton' needs fp='fdm' (the Jacobian of particles is not assembled)")
     if not (isinstance(tol, (int, float)) and 0.0 < tol < 1.0):
@@ -114,6 +118,7 @@ def solve(
     if not 0.0 < newton_tol < 1e-3:
         raise ValueError(f"newton_tol must be in (0, 1e-3), got {newton_tol!r}")
     backend = create_backend(getattr(strategy, "backend", None) if backend is None else backend)
+    fp = "fdm" if particles is None else particles.name
     options = {"method": method, "coupling": policy.name, "fp": fp, "tol": tol,
                "damping": getattr(policy, "damping", None),
                "adaptive": getattr(policy, "adaptive", None), "newton_tol": newton_tol,
@@ -121,7 +126,8 @@ def solve(
     if getattr(strategy, "options", None):
         options["strategy"] = strategy.options
     if particles is not None:
-        options.update(n_particles=particles.n_particles, seed=particles.seed)
+        options.update(n_particles=particles.n_particles, seed=particles.seed, bandwidth=particles.bandwidth,
+                       kde_method=particles.kde_method, particle_dtype=particles.dtype)
     cache_path = _cache_path(problem, options, cache)
     if cache_path is not None and cache_path.exists():
         log.info("loading cached equilibrium %s", cache_path)
@@ -160,6 +166,76 @@ def solve(
     if cache_path is not None and result.converged:
         eq.save(cache_path)
     return eq
+
+
+def _particles(fp: Any, n_particles: Any, seed: Any, tol: float) -> ParticleFP | None:
+    """The particle FP solver that ``fp`` asks for (None for finite differences), checked.
+
+    ``n_particles`` and ``seed`` are None unless the caller gave them; they are used by
+    ``fp="particles"`` only, so given with ``"fdm"`` or a ``ParticleFP`` they raise.
+    """
+    given = [(name, value) for name, value in (("n_particles", n_particles), ("seed", seed))
+             if value is not None]
+    if isinstance(fp, ParticleFP):
+        if given:
+            name, value = given[0]
+            raise ValueError(
+                f"{name}={value!r} is not used with fp=ParticleFP(...), which carries its own "
+                f"{name}={getattr(fp, name)!r}; set it on the object (ParticleFP({name}=...)) or pass "
+                f"fp='particles', {name}={value!r}"
+            )
+        particle_solver("particles", fp.n_particles, fp.seed, tol)  # the tol >= 1/n_particles check
+        return fp
+    if not isinstance(fp, str):
+        raise TypeError(f"fp must be one of {', '.join(FP_METHODS)} or a ParticleFP, got {fp!r}")
+    if fp not in FP_METHODS:
+        raise ValueError(f"fp must be one of {', '.join(FP_METHODS)} or a ParticleFP, got {fp!r}")
+    if fp == "fdm":
+        if given:
+            name, value = given[0]
+            raise ValueError(
+                f"{name}={value!r} is only used by particles, not by fp='fdm'; pass fp='particles' "
+                f"(or fp=ParticleFP(...)) to use it, or drop {name}"
+            )
+        return None
+    n_particles = DEFAULT_PARTICLES if n_particles is None else n_particles
+    return particle_solver(fp, n_particles, 0 if seed is None else seed, tol)
+
+
+def _policy(coupling: Any, damping: Any) -> FixedPoint | FictitiousPlay | Anderson | Newton:
+    """The coupling policy that ``coupling`` names, with ``damping`` where the policy has one.
+
+    ``damping`` other than its default 1 raises where it would be ignored: a policy without
+    damping, or a policy object (which carries its own).
+    """
+    if isinstance(coupling, str):
+        if coupling not in POLICIES:
+            raise ValueError(f"coupling must be one of {', '.join(POLICIES)}, got {coupling!r}")
+        cls = POLICIES[coupling]
+        if _has_damping(cls):
+            return cls(damping=damping)
+        if damping != 1.0:
+            damped = [name for name, kind in POLICIES.items() if _has_damping(kind)]
+            raise ValueError(
+                f"damping={damping!r} is not used by coupling={coupling!r}, which has no damping; "
+                f"use coupling={' or '.join(map(repr, damped))}, or drop damping"
+            )
+        return cls()
+    if isinstance(coupling, tuple(POLICIES.values())):
+        if damping != 1.0:
+            kind = type(coupling).__name__
+            where = (f"{kind}(damping={damping!r})" if _has_damping(type(coupling))
+                     else f"a policy with damping ({kind} has none)")
+            raise ValueError(
+                f"damping={damping!r} is not used with coupling={kind}(...), a policy object that "
+                f"carries its own options; pass {where} instead, or drop damping"
+            )
+        return coupling
+    raise TypeError(f"coupling must be a name or one of {', '.join(POLICIES)} policies, got {coupling!r}")
+
+
+def _has_damping(policy: type) -> bool:
+    return "damping" in inspect.signature(policy).parameters
 
 
 def _cache_path(problem: MFGProblem, options: dict[str, Any], cache: Any) -> Path | None:

@@ -18,16 +18,16 @@ The fixed point of either is the Sequential solution (same discrete equations).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from array_api_compat import device as array_device
 
 from mfg_rl.backends import SparsePattern
-from mfg_rl.errors import SolverError
+from mfg_rl.backends.krylov import fgmres
 from mfg_rl.solvers.discrete import DiscreteMFG
 from mfg_rl.solvers.stencil import StencilMatrix, StencilSolver, stencil_coo, stencil_values
+from mfg_rl.solvers.step_newton import newton, raise_for_status, round_off_floor
 from mfg_rl.solvers.trajectory import HJBResult
 
 LINEAR = ("direct", "krylov")
@@ -155,51 +155,41 @@ class GlobalSpacetime:
         return x
 
     # -- the two trajectories ----------------------------------------------------------
-    def hjb(self, disc: DiscreteMFG, m: Any, u_guess: Any = None) -> HJBResult:
-        """Newton on the whole HJB horizon at once; each step one space-time solve.
+    def hjb(self, disc: DiscreteMFG, m: Any, u_guess: Any = None, forcing: float | None = None) -> HJBResult:
+        """Newton on the whole HJB horizon at once (``step_newton``); each step one space-time solve.
 
-        Stops when ``max_n dt |R_n| <= newton_tol (1 + max|u|)`` (the Sequential test);
-        a step that does not decrease the residual is halved (up to 20 times). Krylov steps
-        are inexact Newton: relative tolerance ``min(1e-4, max(e / s, 0.1 t / e))`` (``e``
-        the residual, ``t`` its target, ``s = 1 + max|u|``), so only the last steps ask for
-        much, and none asks below what round-off allows (``rtol``).
+        Stops when ``max_n dt |R_n| <= newton_tol (1 + max|u|)`` (the marching test, with
+        ``u`` the start) or once a correction is round-off; a step that does not decrease the
+        residual is halved (up to 20 times). Krylov steps are inexact Newton: relative
+        tolerance ``min(1e-4, max(e / s, 0.1 t / e))`` (``e`` the residual, ``t`` its target,
+        ``s = 1 + max|u|``), so only the last steps ask for much, and none asks below what
+        round-off allows (``rtol``). ``forcing`` is not used: the horizon is solved exactly.
         """
         xp, dt = disc.xp, disc.dt
         f = disc.running_cost(m[1:])
-        w = disc.weight(m[1:])
+        crowd = m[1:]
         u_T = disc.terminal_cost(m[-1])
-        u = xp.stack([u_T] * disc.Nt) if u_guess is None else u_guess[:-1]
+        start = xp.stack([u_T] * disc.Nt) if u_guess is None else u_guess[:-1]
+        scale = 1.0 + float(xp.max(xp.abs(start)))
+        target = disc.newton_tol * scale
 
-        def residual(u: Any) -> tuple[Any, StencilMatrix, float]:
-            value, jac = disc.operator.apply(u, w)
+        def residual(u: Any) -> tuple[Any, StencilMatrix, Any]:
+            value, jac = disc.scheme.apply(u, crowd)
             r = (u - xp.concat([u[1:], u_T[None]])) / dt + value - f
-            return r, jac, float(xp.max(xp.abs(r))) * dt
+            return r, StencilMatrix(jac.center + 1.0 / dt, jac.minus, jac.plus), xp.max(xp.abs(r)) * dt
 
-        r, jac, error = residual(u)
-        for iteration in range(disc.max_newton + 1):
-            scale = 1.0 + float(xp.max(xp.abs(u)))
-            if not math.isfinite(error):
-                raise SolverError(f"global HJB Newton produced non-finite values at iteration {iteration}")
-            if error <= disc.newton_tol * scale:
-                return HJBResult(xp.concat([u, u_T[None]]), iteration, error)
-            if iteration == disc.max_newton:
-                break
-            target = disc.newton_tol * scale
-            forcing = min(1e-4, max(error / scale, 0.1 * target / error))
-            step = self._solve(disc, StencilMatrix(jac.center + 1.0 / dt, jac.minus, jac.plus), 1, r, forcing)
-            for _ in range(21):
-                trial = u - step
-                r_new, jac_new, error_new = residual(trial)
-                if error_new < error or error_new <= disc.newton_tol * scale:
-                    break
-                step = 0.5 * step
-            u, r, jac, error = trial, r_new, jac_new, error_new
-        raise SolverError(
-            f"global HJB Newton did not converge: residual {error:.3e} after {disc.max_newton} "
-            f"iterations (tolerance {disc.newton_tol:.1e} x (1 + max|u|))"
-        )
+        def solve(jac: StencilMatrix, r: Any, error: Any) -> Any:
+            e = float(error)
+            return self._solve(disc, jac, 1, r, min(1e-4, max(e / scale, 0.1 * target / e)))
 
-    def fp(self, disc: DiscreteMFG, u: Any, m: Any) -> Any:
+        out = newton(xp, residual, solve, start, target=target, floor=round_off_floor(xp, start.dtype, scale),
+                     max_iter=disc.max_newton, line_search=True)
+        error = float(out.error)
+        raise_for_status(int(out.status), error, "on the whole horizon (global)", disc.max_newton,
+                         f"{disc.newton_tol:.1e} x (1 + max|u|)")
+        return HJBResult(xp.concat([out.u, u_T[None]]), int(out.iterations), error)
+
+    def fp(self, disc: DiscreteMFG, u: Any, m: Any, forcing: float | None = None, steps: Any = None) -> Any:
         """All FP steps ``J_n^T m^{n+1} - m^n/dt = 0`` as one lower block-bidiagonal solve."""
         xp = disc.xp
         matrices = disc.fp_matrices(u, m)
@@ -214,53 +204,3 @@ class GlobalKrylov(GlobalSpacetime):
 
     def __init__(self, **options: Any) -> None:
         super().__init__("krylov", **options)
-
-
-def fgmres(
-    xp: Any, matvec: Callable[[Any], Any], rhs: Any, precond: Callable[[Any], Any], *,
-    rtol: float, restart: int, max_iter: int,
-) -> tuple[Any, int]:
-    """Flexible restarted GMRES (Saad 1993) for ``A x = rhs`` with a varying preconditioner.
-
-    ``x = x0 + Z y`` with ``z_j = M_j^{-1} v_j`` and ``y`` minimising ``|beta e1 - H y|``.
-    Arrays of any shape; returns ``(x, iterations)``. Raises ``SolverError`` when
-    ``||rhs - A x|| <= rtol ||rhs||`` is not met in ``max_iter`` iterations.
-    """
-    def dot(a: Any, b: Any) -> float:
-        return float(xp.sum(a * b))
-
-    target = rtol * math.sqrt(dot(rhs, rhs))
-    x = xp.zeros_like(rhs)
-    total = 0
-    while True:
-        r = rhs - matvec(x) if total else rhs
-        beta = math.sqrt(dot(r, r))
-        if beta <= target:
-            return x, total
-        if total >= max_iter or not math.isfinite(beta):
-            raise SolverError(
-                f"FGMRES did not converge in {total} iterations: relative residual "
-                f"{beta / max(target / rtol, 1e-300):.3e} > rtol={rtol:.1e} (max_iter={max_iter})"
-            )
-        basis, directions = [r / beta], []
-        hessenberg = np.zeros((restart + 1, restart))
-        g = np.zeros(restart + 1)
-        g[0] = beta
-        y = np.zeros(0)
-        for j in range(restart):
-            z = precond(basis[j])
-            v = matvec(z)
-            directions.append(z)
-            for i in range(j + 1):
-                hessenberg[i, j] = dot(v, basis[i])
-                v = v - hessenberg[i, j] * basis[i]
-            hessenberg[j + 1, j] = math.sqrt(dot(v, v))
-            total += 1
-            y = np.linalg.lstsq(hessenberg[: j + 2, : j + 1], g[: j + 2], rcond=None)[0]
-            estimate = float(np.linalg.norm(hessenberg[: j + 2, : j + 1] @ y - g[: j + 2]))
-            if estimate <= 0.5 * target or hessenberg[j + 1, j] == 0.0 or total >= max_iter:
-                break
-            basis.append(v / hessenberg[j + 1, j])
-        for coefficient, z in zip(y, directions, strict=True):
-            x = x + float(coefficient) * z
-

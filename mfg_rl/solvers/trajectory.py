@@ -12,30 +12,42 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mfg_rl.solvers.discrete import DiscreteMFG
+from mfg_rl.solvers.discrete import DiscreteMFG, KeptSteps
 
 
 @dataclass
 class HJBResult:
-    """``u`` of shape ``(Nt+1, *space)`` and Newton statistics."""
+    """``u`` of shape ``(Nt+1, *space)`` and Newton statistics.
+
+    ``steps``: the FP step matrices of ``(u, m)`` when the sweep has them for free (the
+    final Newton matrices of marching), handed to ``fp``/``fp_residual``; ``fp_defect``: the
+    FP residual of ``(u, m)`` when the sweep computed it (a 0-d array), else None.
+    """
 
     u: Any
     newton_iterations: int
     residual: float
+    steps: KeptSteps | None = None
+    fp_defect: Any = None
 
 
 class TrajectorySolver(Protocol):
-    """What the coupling loop needs from a strategy."""
+    """What the coupling loop needs from a strategy.
+
+    ``forcing`` (None: exact): the accuracy the coupling iteration needs from the step
+    solves (``DiscreteMFG``); ``steps``: FP step matrices from the HJB sweep (``HJBResult``).
+    """
 
     name: str
 
-    def hjb(self, disc: DiscreteMFG, m: Any, u_guess: Any = None) -> HJBResult:
+    def hjb(self, disc: DiscreteMFG, m: Any, u_guess: Any = None, forcing: float | None = None) -> HJBResult:
         """Solve HJB backward from ``u^Nt = g(m^Nt)`` with the crowd ``m`` (Nt+1, *space).
 
         ``u_guess`` (same shape), when given, is where the nonlinear solves may start.
         """
 
-    def fp(self, disc: DiscreteMFG, u: Any, m: Any) -> Any:
+    def fp(self, disc: DiscreteMFG, u: Any, m: Any, forcing: float | None = None,
+           steps: KeptSteps | None = None) -> Any:
         """Solve FP forward from ``m0`` with the drift of ``u``; ``m`` supplies congestion."""
 
 
@@ -44,38 +56,28 @@ class Sequential:
 
     name = "sequential"
 
-    def hjb(self, disc: DiscreteMFG, m: Any, u_guess: Any = None) -> HJBResult:
+    def hjb(self, disc: DiscreteMFG, m: Any, u_guess: Any = None, forcing: float | None = None) -> HJBResult:
         xp = disc.xp
         f = disc.running_cost(m[1:])
-        w = disc.weight(m[1:])
         u_next = disc.terminal_cost(m[-1])
-        levels, jacobians = [u_next], []
+        levels, matrices = [u_next], []
         newton, worst = 0, 0.0
         for n in range(disc.Nt - 1, -1, -1):
             guess = None if u_guess is None else u_guess[n]
-            u_next, iterations, residual = disc.hjb_step(u_next, w[n], f[n], n, guess)
+            step = disc.hjb_step(u_next, m[n + 1], f[n], n, guess, forcing)
+            u_next = step.u
             levels.append(u_next)
-            jacobians.append(disc.step_jacobian)
-            newton += iterations
-            worst = max(worst, residual)
+            matrices.append(step.matrix)
+            newton += step.iterations
+            worst = max(worst, step.residual)
         u = xp.stack(levels[::-1])
-        disc.keep_fp_matrices(u, m, jacobians[::-1])  # the FP matrices of (u, m), for free
-        return HJBResult(u, newton, worst)
+        return HJBResult(u, newton, worst, steps=KeptSteps(matrices[::-1], xp))  # FP's matrices, for free
 
-    def fp(self, disc: DiscreteMFG, u: Any, m: Any) -> Any:
-        matrices = disc.fp_step_matrices(u, m)
+    def fp(self, disc: DiscreteMFG, u: Any, m: Any, forcing: float | None = None,
+           steps: KeptSteps | None = None) -> Any:
+        matrices = disc.fp_matrices(u, m) if steps is None else steps
         levels = [disc.m0]
         for n in range(disc.Nt):
             # the previous coupling iterate starts the 2D Krylov solves (1D solves are direct)
-            levels.append(disc.fp_step(matrices.at(n), levels[-1], guess=m[n + 1]))
+            levels.append(disc.fp_step(matrices.at(n), levels[-1], guess=m[n + 1], forcing=forcing))
         return disc.xp.stack(levels)
-
-
-from mfg_rl.solvers.jax_scan import JaxScan  # noqa: E402  (imports jax only when constructed)
-from mfg_rl.solvers.parareal import Parareal  # noqa: E402  (builds on HJBResult)
-from mfg_rl.solvers.spacetime import GlobalKrylov, GlobalSpacetime  # noqa: E402  (builds on HJBResult)
-
-STRATEGIES: dict[str, type] = {
-    "sequential": Sequential, "global": GlobalSpacetime, "global-krylov": GlobalKrylov, "jax-scan": JaxScan,
-    "parareal": Parareal,
-}

@@ -1,0 +1,88 @@
+"""Before/after timing of the README's CPU cases: this tree against a git revision, same run.
+
+The revision is checked out into a temporary git worktree; each case runs in a fresh
+subprocess of each tree in turn (alternating, so both see the same machine load), best of
+``--repeats``. Columns: seconds before, seconds after, ratio after/before (> 1.10 is flagged:
+the project's allowance for a refactor is 10 %).
+
+Cases: ``lq-1d`` 201x50 (fixed point, newton, jax-scan after compile), ``crowd-exit-1d``
+default (anderson), ``crowd-2d`` 64x64 Nt=50 (anderson) and, without ``--quick``, 128x128 Nt=100
+(anderson, the README's 27 s row).
+
+Usage::
+
+    python benchmarks/regression.py --baseline HEAD~1
+    python benchmarks/regression.py --baseline 353bffd --quick --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CASES = {
+    "lq-1d 201x50 fixed_point": ("lq-1d", {"Nx": 201, "Nt": 50}, {}),
+    "lq-1d 201x50 newton": ("lq-1d", {"Nx": 201, "Nt": 50}, {"coupling": "newton"}),
+    "lq-1d 201x50 jax-scan": ("lq-1d", {"Nx": 201, "Nt": 50}, {"method": "jax-scan", "backend": "jax"}),
+    "crowd-exit-1d 200x100 anderson": ("crowd-exit-1d", {}, {"coupling": "anderson"}),
+    "crowd-2d 64x64 Nt=50 anderson": ("crowd-2d", {"Nx": 64, "Ny": 64, "Nt": 50}, {"coupling": "anderson"}),
+    "crowd-2d 128x128 Nt=100 anderson": ("crowd-2d", {"Nx": 128, "Ny": 128, "Nt": 100},
+                                         {"coupling": "anderson"}),
+}
+QUICK = [name for name in CASES if "128x128" not in name]
+
+CHILD = """
+import json, sys, time
+from mfg_rl import problems, solve
+name, params, options = json.loads(sys.argv[1])
+options = {"backend": "numpy", "progress": False, **options}
+problem = problems.make(name, **params)
+if options.get("method") == "jax-scan":
+    solve(problem, **options)  # compile once, time the second solve
+start = time.perf_counter()
+solve(problem, **options)
+print(json.dumps(time.perf_counter() - start))
+"""
+
+
+def run(tree: Path, case: tuple) -> float:
+    env = {**os.environ, "PYTHONPATH": str(tree)}  # this tree's mfg_rl before any installed one
+    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(case)], cwd=tree, capture_output=True,
+                         text=True, check=True, env=env)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", required=True, help="git revision to compare against")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="leave out the 128x128 crowd")
+    args = parser.parse_args()
+    here = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "baseline"
+        subprocess.run(["git", "worktree", "add", "--detach", str(base), args.baseline], cwd=here, check=True,
+                       capture_output=True)
+        try:
+            names = QUICK if args.quick else list(CASES)
+            print(f"baseline {args.baseline} vs this tree, best of {args.repeats}")
+            print(f"{'case':36s} {'before s':>10s} {'after s':>10s} {'after/before':>13s}")
+            for name in names:
+                before, after = [], []
+                for _ in range(args.repeats):
+                    before.append(run(base, CASES[name]))
+                    after.append(run(here, CASES[name]))
+                ratio = min(after) / min(before)
+                flag = "  > 10 %" if ratio > 1.10 else ""
+                print(f"{name:36s} {min(before):10.3f} {min(after):10.3f} {ratio:13.2f}{flag}", flush=True)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=here, check=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""The Newton iteration of implicit HJB steps, written once for every strategy and backend.
+
+Newton on ``R(u) = 0`` with the exact Jacobian: ``u <- u - J(u)^{-1} R(u)``. One stopping
+rule for all: stop (converged) when ``error(u) <= target`` or when the correction is
+round-off (``max|du| <= floor``: nothing more is attainable, e.g. ``newton_tol=1e-30``); stop
+(failed) on a non-finite error or after ``max_iter`` corrections. The loop is a primitive
+handed in: ``python_loop`` on numpy/torch (the host reads the status once per iteration),
+``jax.lax.while_loop`` inside compiled sweeps; the status is a 0-d array code either way,
+so the same body traces. An optional backtracking line search halves a correction until
+the error decreases (the whole-horizon Newton of ``GlobalSpacetime`` uses it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mfg_rl.errors import SolverError
+
+RUNNING, CONVERGED, NON_FINITE, EXHAUSTED = 0, 1, 2, 3
+ROUND_OFF = 16  # a correction below this many eps of the solution's scale is round-off
+LINE_SEARCH_HALVINGS = 20
+
+Residual = Callable[[Any], tuple[Any, Any, Any]]  # u -> (R(u), J(u), error(u) as a 0-d array)
+LinearSolve = Callable[[Any, Any, Any], Any]  # (J, R, error) -> du with J du = R
+Loop = Callable[[Callable[[tuple], Any], Callable[[tuple], tuple], tuple], tuple]
+
+
+def python_loop(cond: Callable[[tuple], Any], body: Callable[[tuple], tuple], carry: tuple) -> tuple:
+    """``while cond(carry): carry = body(carry)`` on the host (the ``lax.while_loop`` contract)."""
+    while bool(cond(carry)):
+        carry = body(carry)
+    return carry
+
+
+def round_off_floor(xp: Any, dtype: Any, scale: Any) -> Any:
+    """The smallest meaningful correction of a solution of size ``scale``."""
+    return ROUND_OFF * xp.finfo(dtype).eps * scale
+
+
+@dataclass
+class NewtonOutcome:
+    """Where Newton stopped: ``u``, the Jacobian ``J(u)``, the error there, corrections taken
+    and the status code (``CONVERGED``, ``NON_FINITE`` or ``EXHAUSTED``; 0-d arrays or ints)."""
+
+    u: Any
+    jacobian: Any
+    error: Any
+    iterations: Any
+    status: Any
+
+
+def newton(xp: Any, residual: Residual, solve: LinearSolve, start: Any, *, target: Any, floor: Any,
+           max_iter: int, loop: Loop = python_loop, line_search: bool = False) -> NewtonOutcome:
+    """Newton from ``start`` under the one stopping rule (module docstring).
+
+    ``residual(u) -> (R, J, error)``; ``solve(J, R, error) -> du``; ``target`` and ``floor``
+    are numbers or 0-d arrays; ``loop`` runs ``(cond, body, carry)``. Batched ``u`` works when
+    ``error`` is the batch's worst.
+    """
+
+    def status(error: Any, k: Any, done: Any) -> Any:
+        return xp.where(~xp.isfinite(error), NON_FINITE,
+                        xp.where((error <= target) | done, CONVERGED,
+                                 xp.where(k >= max_iter, EXHAUSTED, RUNNING)))
+
+    def body(carry: tuple) -> tuple:
+        k, u, r, jac, error, _ = carry
+        du = solve(jac, r, error)
+        done = xp.max(xp.abs(du)) <= floor  # u is as exact as it gets
+        if line_search:
+            du = _backtrack(xp, residual, u, du, error, target, loop)
+        u = u - du
+        r, jac, error = residual(u)
+        return k + 1, u, r, jac, error, status(error, k + 1, done)
+
+    r, jac, error = residual(start)
+    k = xp.zeros_like(error, dtype=xp.int32)  # where the error lives (a device, or a trace)
+    carry = (k, start, r, jac, error, status(error, k, error != error))
+    k, u, _, jac, error, code = loop(lambda c: c[-1] == RUNNING, body, carry)
+    return NewtonOutcome(u, jac, error, k, code)
+
+
+def _backtrack(xp: Any, residual: Residual, u: Any, du: Any, error: Any, target: Any, loop: Loop) -> Any:
+    """``du`` halved until ``error(u - du) < error`` or ``<= target`` (at most 20 halvings)."""
+
+    def worse(carry: tuple) -> Any:
+        i, step = carry
+        trial = residual(u - step)[2]
+        return (i < LINE_SEARCH_HALVINGS) & ~((trial < error) | (trial <= target))
+
+    return loop(worse, lambda c: (c[0] + 1, 0.5 * c[1]), (xp.zeros_like(error, dtype=xp.int32), du))[1]
+
+
+def raise_for_status(status: int, error: float, where: str, max_iter: int, target: str) -> None:
+    """``SolverError`` for a failed Newton (``status`` from ``newton``), naming ``where``."""
+    if status == NON_FINITE:
+        raise SolverError(f"HJB Newton produced non-finite values {where} (non-finite input, or a "
+                          "2D linear solve that missed its tolerance)")
+    if status == EXHAUSTED:
+        raise SolverError(f"HJB Newton did not converge {where}: residual {error:.3e} after {max_iter} "
+                          f"iterations (tolerance {target})")

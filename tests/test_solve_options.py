@@ -1,0 +1,89 @@
+"""``solve`` never drops an option silently: each one is used or raises, naming itself."""
+
+import numpy as np
+import pytest
+
+from mfg_rl import problems, solve
+from mfg_rl.solvers import Anderson, FictitiousPlay, FixedPoint, Newton, ParticleFP
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return problems.make("lq-1d", Nx=21, Nt=5)
+
+
+# -- damping ---------------------------------------------------------------------------
+@pytest.mark.parametrize("coupling", ["fixed_point", "anderson"])
+def test_damping_reaches_the_policies_that_have_one(problem, coupling):
+    eq = solve(problem, coupling=coupling, damping=0.5, backend="numpy", progress=False)
+    assert eq.diagnostics.converged
+    assert eq.diagnostics.options["damping"] == 0.5
+
+
+@pytest.mark.parametrize("coupling", ["fictitious_play", "newton"])
+def test_damping_raises_with_a_policy_without_damping(problem, coupling):
+    hint = "'fixed_point' or 'anderson'"
+    with pytest.raises(ValueError, match=rf"damping=0.5 .*coupling='{coupling}'.*{hint}"):
+        solve(problem, coupling=coupling, damping=0.5, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("policy", "hint"),
+    [(FixedPoint(), r"FixedPoint\(damping=0.5\)"), (Anderson(depth=3), r"Anderson\(damping=0.5\)"),
+     (FictitiousPlay(), "FictitiousPlay has none"), (Newton(), "Newton has none")],
+)
+def test_damping_raises_with_a_policy_object(problem, policy, hint):
+    with pytest.raises(ValueError, match=rf"damping=0.5 .*policy object.*{hint}"):
+        solve(problem, coupling=policy, damping=0.5, progress=False)
+
+
+@pytest.mark.parametrize("coupling", ["fictitious_play", "newton", FixedPoint(0.5), FictitiousPlay()])
+def test_default_damping_works_with_every_policy(problem, coupling):
+    eq = solve(problem, coupling=coupling, damping=1.0, tol=1e-2, backend="numpy", progress=False)
+    assert eq.diagnostics.converged  # tol: fictitious play converges like 1/k
+
+
+# -- particle options ------------------------------------------------------------------
+@pytest.mark.parametrize(("name", "value"), [("n_particles", 1000), ("seed", 1), ("seed", 0)])
+def test_particle_options_raise_with_finite_differences(problem, name, value):
+    with pytest.raises(ValueError, match=rf"{name}={value} is only used by particles.*fp='particles'"):
+        solve(problem, fp="fdm", progress=False, **{name: value})
+
+
+@pytest.mark.parametrize(("name", "value"), [("n_particles", 1000), ("seed", 1)])
+def test_particle_options_raise_beside_a_particle_object(problem, name, value):
+    with pytest.raises(ValueError, match=rf"{name}={value} is not used with fp=ParticleFP.*\({name}="):
+        solve(problem, fp=ParticleFP(2000), tol=0.05, progress=False, **{name: value})
+
+
+def test_particles_default_to_100k_particles_seed_0(problem):
+    eq = solve(problem, fp="particles", tol=0.05, max_iter=1, allow_unconverged=True, backend="numpy",
+               progress=False)
+    assert eq.diagnostics.options["n_particles"] == 100_000 and eq.diagnostics.options["seed"] == 0
+
+
+def test_a_particle_object_carries_bandwidth_and_kde_method(problem):
+    runs = {}
+    for bandwidth in ("scott", 0.5):
+        particles = ParticleFP(2000, seed=3, bandwidth=bandwidth, kde_method="exact")
+        runs[bandwidth] = solve(problem, fp=particles, tol=0.05, max_iter=2, allow_unconverged=True,
+                                backend="numpy", progress=False)
+    d = runs[0.5].diagnostics
+    assert d.fp == "particles"
+    assert d.options | {"bandwidth": 0.5, "kde_method": "exact", "n_particles": 2000, "seed": 3} == d.options
+    assert runs["scott"].diagnostics.options["bandwidth"] == "scott"
+    assert np.max(np.abs(runs[0.5].m.numpy() - runs["scott"].m.numpy())) > 1e-6  # the bandwidth was used
+
+
+def test_a_particle_object_keeps_the_tol_and_coupling_rules(problem):
+    with pytest.raises(ValueError, match="tol"):
+        solve(problem, fp=ParticleFP(1000), tol=1e-6, progress=False)
+    with pytest.raises(ValueError, match="coupling='newton' needs fp='fdm'"):
+        solve(problem, fp=ParticleFP(1000), coupling="newton", tol=0.05, progress=False)
+
+
+def test_fp_of_another_type_raises(problem):
+    with pytest.raises(TypeError, match="fp must be one of fdm, particles or a ParticleFP"):
+        solve(problem, fp=3, progress=False)
+    with pytest.raises(ValueError, match="fp must be one of fdm, particles or a ParticleFP, got 'sde'"):
+        solve(problem, fp="sde", progress=False)
