@@ -98,6 +98,10 @@ def _zero(x, m):
     return 0.0 * m
 
 
+def _density(values, grid):
+    return values / (values.sum() * grid.cell_volume)
+
+
 def _order(errors):
     return [math.log2(a / b) for a, b in zip(errors, errors[1:], strict=False)]
 
@@ -151,7 +155,7 @@ def test_fp_step_power_law_ornstein_uhlenbeck_first_order(power):
         Nt = n // 4
         x = grid.coordinates()[0]
         problem = MFGProblem(grid=grid, time=TimeGrid(T, Nt), sigma=math.sqrt(2 * nu), running_cost=_zero,
-                             terminal_cost=_zero, m0=np.exp(-((x - mu0) ** 2) / (2 * v0)),
+                             terminal_cost=_zero, m0=_density(np.exp(-((x - mu0) ** 2) / (2 * v0)), grid),
                              hamiltonian=PowerLawHamiltonian(power=power))
         disc = DiscreteMFG(problem, create_backend("numpy"))
         u = np.broadcast_to(a * np.abs(x) ** dual / dual, (Nt + 1, n))
@@ -213,7 +217,7 @@ def test_equilibrium_control_earns_minus_the_value_function_power_law():
     grid = Grid([(-2.0, 2.0)], 101, "no_flux")
     x = grid.coordinates()[0]
     problem = MFGProblem(grid=grid, time=TimeGrid(1.0, 50), sigma=0.4, running_cost=_quadratic_cost,
-                         terminal_cost=_quadratic_cost, m0=np.exp(-((x - 0.7) ** 2) / 0.08),
+                         terminal_cost=_quadratic_cost, m0=_density(np.exp(-((x - 0.7) ** 2) / 0.08), grid),
                          hamiltonian=PowerLawHamiltonian(power=3.0))
     envs = MFGVectorEnv(problem, num_envs=20_000, device="cpu", solve_options={"progress": False,
                                                                               "backend": "numpy"})
