@@ -97,9 +97,10 @@ class DiscreteMFG:
     def step_residual(self, u_next: Any, m_next: Any, f: Any) -> Any:
         """``u -> (R, I/dt + A(u), dt max|R|)`` of the HJB step ``n`` (``m_next = m^{n+1}``)."""
         xp, dt = self.xp, self.dt
+        bound = self.scheme.bind(m_next)  # the crowd's part of H, once per step
 
         def residual(u: Any) -> tuple[Any, StencilMatrix, Any]:
-            value, jac = self.scheme.apply(u, m_next)
+            value, jac = self.scheme.apply(u, m_next, bound)
             r = (u - u_next) / dt + value - f
             return r, StencilMatrix(jac.center + 1.0 / dt, jac.minus, jac.plus), xp.max(xp.abs(r)) * dt
 

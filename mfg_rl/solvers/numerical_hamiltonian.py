@@ -17,6 +17,7 @@ face), wrap-around on periodic axes. Everything is batched over leading dimensio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -113,11 +114,17 @@ class NumericalHamiltonian:
             s = s + back * back + fwd * fwd
         return axes, s
 
-    def apply(self, u: Any, m: Any) -> tuple[Any, StencilMatrix]:
-        """``-nu Lap_h u + H_h(u, m)`` and its Jacobian ``d/du`` (without a time term)."""
+    def bind(self, m: Any) -> Callable[[Any], tuple[Any, Any]]:
+        """``s -> (psi, g)`` on the nodes with the crowd ``m`` fixed (``IsotropicHamiltonian.bind``)."""
+        return self.hamiltonian.bind(self.points, m)
+
+    def apply(self, u: Any, m: Any, bound: Callable[[Any], tuple[Any, Any]] | None = None,
+              ) -> tuple[Any, StencilMatrix]:
+        """``-nu Lap_h u + H_h(u, m)`` and its Jacobian ``d/du`` (without a time term); ``bound``:
+        ``bind(m)`` when the caller evaluates many ``u`` in one crowd (a Newton step)."""
         axes, s = self.slopes(u)
-        return self._assemble(u, axes, s, self.hamiltonian.speed(self.points, s, m),
-                              self.hamiltonian.value_sq(self.points, s, m))
+        value, g = (self.bind(m) if bound is None else bound)(s)
+        return self._assemble(u, axes, s, g, value)
 
     def jacobian(self, u: Any, g: Any, *, diffusion: bool = True) -> StencilMatrix:
         """The Jacobian of ``-nu Lap_h u + H_h`` with the speed factor ``g`` given (e.g. ``g + m dg/dm``);

@@ -173,8 +173,10 @@ class GlobalSpacetime:
         scale = 1.0 + float(xp.max(xp.abs(start)))
         target = disc.newton_tol * scale
 
+        bound = disc.scheme.bind(crowd)
+
         def residual(u: Any) -> tuple[Any, StencilMatrix, Any]:
-            value, jac = disc.scheme.apply(u, crowd)
+            value, jac = disc.scheme.apply(u, crowd, bound)
             r = (u - xp.concat([u[1:], u_T[None]])) / dt + value - f
             return r, StencilMatrix(jac.center + 1.0 / dt, jac.minus, jac.plus), xp.max(xp.abs(r)) * dt
 

@@ -77,6 +77,11 @@ class IsotropicHamiltonian:
         """Validate on the problem's nodes (numpy) and a sample crowd; ValueError when unfit."""
 
     # -- written once from the above ----------------------------------------------------
+    def bind(self, x: Any, m: Any) -> Callable[[Any], tuple[Any, Any]]:
+        """``s -> (psi, g)`` at fixed ``x`` and crowd ``m``: what one implicit step evaluates at
+        every Newton iteration (a subclass may precompute the crowd's part once)."""
+        return lambda s: (self.value_sq(x, s, m), self.speed(x, s, m))
+
     def __call__(self, x: Any, p: Any, m: Any) -> Any:
         """``H(x, p, m)``."""
         return self.value_sq(x, squared_norm(p), m)

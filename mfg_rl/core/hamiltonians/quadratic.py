@@ -72,6 +72,11 @@ class Hamiltonian(IsotropicHamiltonian):
             return 0.0 * m + 1.0 / lam
         return 1.0 / (lam * (1.0 + self.congestion * m) ** self.exponent)
 
+    def bind(self, x: Any, m: Any) -> Callable[[Any], tuple[Any, Any]]:
+        """``s -> (w s / 2, w)`` with ``w(x, m)`` computed once."""
+        w = self.speed(x, 0.0, m)
+        return lambda s: (0.5 * w * s, w)
+
     def value_sq(self, x: Any, s: Any, m: Any) -> Any:
         return 0.5 * self.speed(x, s, m) * s
 
