@@ -135,7 +135,7 @@ class NumericalHamiltonian:
     def _assemble(self, u: Any, axes: list, s: Any, g: Any, psi: Any,
                   nu: float | None = None) -> tuple[Any, StencilMatrix]:
         nu = self.nu if nu is None else nu
-        value = 0.0 * u if psi is None else psi + 0.0 * u
+        value = 0.0 * u if psi is None else psi  # psi has u's shape (it is built from S_h)
         center = 0.0 * u
         minus, plus = [], []
         for d, (u_minus, u_plus, back, fwd) in enumerate(axes):
