@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_envs import pde_value, run_policy  # the Monte Carlo return of test_envs' LQ check
 
 import mfg_rl
 from mfg_rl import problems, solve
@@ -19,7 +20,7 @@ from mfg_rl.core import (
     PowerLawHamiltonian,
     TimeGrid,
 )
-from mfg_rl.envs import MFGVectorEnv, TorchEpisodeStatistics, equilibrium_policy
+from mfg_rl.envs import MFGVectorEnv, equilibrium_policy
 from mfg_rl.problems.walking import Relativistic
 from mfg_rl.solvers import DiscreteMFG, GlobalKrylov, GlobalSpacetime, Newton, Parareal
 
@@ -222,19 +223,9 @@ def test_equilibrium_control_earns_minus_the_value_function_power_law():
     envs = MFGVectorEnv(problem, num_envs=20_000, device="cpu", solve_options={"progress": False,
                                                                               "backend": "numpy"})
     eq = envs.equilibrium
-    stats = TorchEpisodeStatistics(envs)
-    obs, _ = stats.reset(seed=0)
-    policy = equilibrium_policy(eq)
-    returns = torch.zeros(envs.num_envs, dtype=torch.float64)
-    seen = torch.zeros(envs.num_envs, dtype=torch.bool)
-    while not bool(seen.all()):
-        obs, *_, info = stats.step(policy.act(obs))
-        if "episode" in info:
-            new = info["_episode"] & ~seen
-            returns[new] = info["episode"]["r"][new]
-            seen |= info["_episode"]
+    returns = run_policy(envs, equilibrium_policy(eq), seed=0)
     mean, error = float(returns.mean()), float(returns.std()) / len(returns) ** 0.5
-    target = -float((eq.u.numpy()[0] * problem.m0).sum() * grid.cell_volume)
+    target = pde_value(eq)
     assert abs(mean - target) <= 3 * error + 0.02 * abs(target), (mean, target, error)
 
 
