@@ -165,11 +165,6 @@ class NumericalHamiltonian:
         return (ham.speed(x, s, m) + zero, ham.speed_ds(x, s, m) + zero, ham.speed_dm(x, s, m) + zero)
 
     # -- the control and its cost --------------------------------------------------------
-    def gradient(self, u: Any) -> tuple[Any, ...]:
-        """``P_d = max(p-, 0) + min(p+, 0)`` per axis: the one-sided slope the scheme uses."""
-        axes, _ = self.slopes(u)
-        return tuple(back + fwd for _, _, back, fwd in axes)
-
     def control(self, u: Any, m: Any) -> tuple[Any, ...]:
         """The scheme's optimal control ``alpha_d = -g(S_h) P_d``, one array per axis."""
         axes, s = self.slopes(u)
