@@ -12,19 +12,25 @@ splits by powers of x:
     c' = -nu a + b^2/2 - q kappa^2 xbar^2 / 2,   c(T) = q_T kappa_T^2 xbar(T)^2 / 2
 
 and the optimal control alpha = -(a x + b) keeps m Gaussian N(xbar, v) with
-xbar' = -(a xbar + b), v' = -2 a v + sigma^2. In closed form, with s = sqrt(q),
-Psi(tau) = sinh(s tau)/s (tau when q = 0) and phi(tau) = cosh(s tau) + q_T Psi(tau):
+xbar' = -(a xbar + b), v' = -2 a v + sigma^2. Both a and xbar are built from one kind of
+function, f(tau) = cosh(rho tau) + gamma sinh(rho tau)/rho (cos/sin when rho^2 < 0):
 
-    a(t) = phi'(T - t) / phi(T - t)
-    v(t) = E(t)^2 [v0 + sigma^2 phi(T)^2 (Psi/phi |_{T-t}^{T})],   E(t) = phi(T - t) / phi(T)
+    a(t) = phi'(T - t) / phi(T - t),   phi = f with rho^2 = q, gamma = q_T
+    xbar(t) = mu0 G(T - t) / G(T),     G = f with rho^2 = r^2 = q (1 - kappa), gamma = k = q_T (1 - kappa_T)
 
-(using W(phi, Psi) = 1, so that int dtau / phi^2 = Psi / phi). The mean control
-y = a xbar + b satisfies y' = -q (1 - kappa) xbar, hence xbar'' = r^2 xbar with
-r^2 = q (1 - kappa), xbar(0) = mu0, xbar'(T) + q_T (1 - kappa_T) xbar(T) = 0:
-xbar = mu0 (C + beta S) with C, S the cosine/sine-type fundamental solutions, and
-b = -xbar' - a xbar. Only c(t) needs a quadrature (64-point Gauss-Legendre of a smooth
-integrand, accurate to round-off); everything else is evaluated in closed form.
-The equilibrium is unique unless C(T) + k S(T) = 0, which is rejected.
+(the mean control y = a xbar + b satisfies y' = -q (1 - kappa) xbar, so xbar'' = r^2 xbar,
+xbar(0) = mu0, xbar'(T) + k xbar(T) = 0), and with s = sqrt(q), Psi(t) = sinh(s t)/s,
+
+    v(t) = (phi(T-t)/phi(T))^2 v0 + sigma^2 phi(T-t) Psi(t) / phi(T)
+    c(t) = c(T) + nu log phi(T-t) + [xbar b]_t^T / 2
+                - kappa/4 ([xbar xbar']_t^T - (k^2 - r^2) xbar(T)^2 (T - t))
+
+(c by parts: b^2 = xbar'^2 + (a xbar^2)' + q xbar^2 and xbar'^2 - r^2 xbar^2 is constant).
+Stability for any horizon: for rho^2 >= 0 every f is evaluated as f(tau) = e^{rho tau} F(tau)
+with F = 1 + (gamma - rho) D, f' = e^{rho tau} (gamma + rho (rho - gamma) D) and
+D(tau) = (1 - e^{-2 rho tau})/(2 rho) in [0, tau]; the growing factors e^{rho tau} cancel in
+every ratio above, so nothing overflows. The equilibrium is unique unless G(T) = 0, which is
+rejected (as is a G(T) too close to 0 to evaluate in float64).
 """
 
 from __future__ import annotations
@@ -39,11 +45,28 @@ from mfg_rl.problems.checks import check_cells, check_real
 from mfg_rl.problems.registry import register
 
 
+def _scaled_robin(rho2: float, gamma: float, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """``f(tau) = cosh(rho tau) + gamma sinh(rho tau)/rho`` without overflow.
+
+    Returns ``(F, dF, rho)`` with ``f = e^{rho tau} F`` and ``f' = e^{rho tau} dF``; for
+    ``rho^2 < 0`` (``f = cos(w tau) + gamma sin(w tau)/w``) the scale ``rho`` is 0. ``tau >= 0``
+    array of any shape; ``F`` and ``dF`` have its shape.
+    """
+    tau = np.asarray(tau, dtype=float)
+    if rho2 < 0:
+        w = math.sqrt(-rho2)
+        cos, sin = np.cos(w * tau), np.sin(w * tau)
+        return cos + gamma * sin / w, -w * sin + gamma * cos, 0.0
+    rho = math.sqrt(rho2)
+    D = tau.copy() if rho == 0.0 else -np.expm1(-2.0 * rho * tau) / (2.0 * rho)
+    return 1.0 + (gamma - rho) * D, gamma + rho * (rho - gamma) * D, rho
+
+
 @dataclass(frozen=True)
 class LQExact:
     """Closed-form equilibrium of ``lq-1d`` on the whole line (see the module docstring).
 
-    All methods are vectorised over ``t`` (and ``x``) numpy arrays.
+    All methods are vectorised over ``t`` (and ``x``) numpy arrays and finite for any horizon.
 
     Example:
         >>> ex = LQExact(q=1.0, q_T=1.0, kappa=0.5, kappa_T=0.5, sigma=0.5, mu0=1.0, v0=0.1, T=1.0)
@@ -61,55 +84,53 @@ class LQExact:
     T: float
 
     def __post_init__(self) -> None:
-        C, S, _ = self._fundamental(self.T)
-        k = self.q_T * (1.0 - self.kappa_T)
-        if abs(C + k * S) < 1e-12:
+        G_T, _, _ = self._mean_shape(np.asarray(self.T))
+        r2, k = self._r2_k()
+        if r2 < 0:
+            scale = 1.0 + abs(k) / math.sqrt(-r2)
+        else:
+            r = math.sqrt(r2)
+            D_T = self.T if r == 0.0 else -math.expm1(-2.0 * r * self.T) / (2.0 * r)
+            scale = 1.0 + abs(k - r) * D_T
+        if not abs(float(G_T)) > 1e-12 * scale:
             raise ValueError(
-                "these parameters admit no unique LQ equilibrium (C(T) + q_T (1 - kappa_T) S(T) = 0); "
-                "change kappa, kappa_T or T"
+                "these parameters admit no unique LQ equilibrium, or one too close to that case to "
+                "evaluate in float64 (G(T) = cosh(r T) + k sinh(r T)/r ~ 0 with r^2 = q (1 - kappa), "
+                "k = q_T (1 - kappa_T)); change kappa, kappa_T or T"
             )
 
     # closed-form building blocks -----------------------------------------------------
-    def _phi(self, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``phi(tau)``, ``phi'(tau)`` and ``Psi(tau)``."""
-        tau = np.asarray(tau, dtype=float)
-        s = math.sqrt(self.q)
-        if s == 0.0:
-            psi, cosh, ds = tau, np.ones_like(tau), np.zeros_like(tau)
-        else:
-            psi, cosh, ds = np.sinh(s * tau) / s, np.cosh(s * tau), s * np.sinh(s * tau)
-        return cosh + self.q_T * psi, ds + self.q_T * cosh, psi
+    def _r2_k(self) -> tuple[float, float]:
+        """``r^2 = q (1 - kappa)`` and ``k = q_T (1 - kappa_T)`` of the mean's equation."""
+        return self.q * (1.0 - self.kappa), self.q_T * (1.0 - self.kappa_T)
 
-    def _fundamental(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        """``C(t)``, ``S(t)`` solving ``y'' = r^2 y`` (C(0)=1, C'(0)=0, S(0)=0, S'(0)=1), r^2."""
-        t = np.asarray(t, dtype=float)
-        r2 = self.q * (1.0 - self.kappa)
-        if r2 > 0:
-            r = math.sqrt(r2)
-            return np.cosh(r * t), np.sinh(r * t) / r, r2
-        if r2 < 0:
-            w = math.sqrt(-r2)
-            return np.cos(w * t), np.sin(w * t) / w, r2
-        return np.ones_like(t), t.copy(), r2
+    def _mean_shape(self, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """``G(tau) = e^{r tau} F``, ``G'(tau) = e^{r tau} dF``: returns ``(F, dF, r)``."""
+        r2, k = self._r2_k()
+        return _scaled_robin(r2, k, tau)
+
+    def _value_shape(self, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """``phi(tau) = e^{s tau} F``, ``phi'(tau) = e^{s tau} dF``: returns ``(F, dF, s)``."""
+        return _scaled_robin(self.q, self.q_T, tau)
 
     def a(self, t: np.ndarray) -> np.ndarray:
         """Quadratic coefficient of ``u``: solves ``a' = a^2 - q``, ``a(T) = q_T``."""
-        phi, dphi, _ = self._phi(self.T - np.asarray(t, dtype=float))
-        return dphi / phi
-
-    def _beta(self) -> float:
-        C, S, r2 = self._fundamental(self.T)
-        k = self.q_T * (1.0 - self.kappa_T)
-        return float(-(r2 * S + k * C) / (C + k * S))
+        F, dF, _ = self._value_shape(self.T - np.asarray(t, dtype=float))
+        return dF / F
 
     def mean(self, t: np.ndarray) -> np.ndarray:
-        """Mean of ``m(t)``."""
-        C, S, _ = self._fundamental(t)
-        return self.mu0 * (C + self._beta() * S)
+        """Mean of ``m(t)``: ``xbar = mu0 G(T - t) / G(T)``."""
+        t = np.asarray(t, dtype=float)
+        F, _, r = self._mean_shape(self.T - t)
+        F_T, _, _ = self._mean_shape(np.asarray(self.T))
+        return self.mu0 * np.exp(-r * t) * F / F_T
 
     def _mean_rate(self, t: np.ndarray) -> np.ndarray:
-        C, S, r2 = self._fundamental(t)
-        return self.mu0 * (r2 * S + self._beta() * C)
+        """``xbar'(t) = -mu0 G'(T - t) / G(T)``."""
+        t = np.asarray(t, dtype=float)
+        _, dF, r = self._mean_shape(self.T - t)
+        F_T, _, _ = self._mean_shape(np.asarray(self.T))
+        return -self.mu0 * np.exp(-r * t) * dF / F_T
 
     def b(self, t: np.ndarray) -> np.ndarray:
         """Linear coefficient of ``u``: ``b = -xbar' - a xbar``."""
@@ -118,24 +139,24 @@ class LQExact:
     def variance(self, t: np.ndarray) -> np.ndarray:
         """Variance of ``m(t)``: ``v' = -2 a v + sigma^2``, ``v(0) = v0``."""
         t = np.asarray(t, dtype=float)
-        phi_T, _, psi_T = self._phi(np.asarray(self.T))
-        phi_t, _, psi_t = self._phi(self.T - t)
-        growth = phi_t / phi_T
-        return growth**2 * (self.v0 + self.sigma**2 * phi_T**2 * (psi_T / phi_T - psi_t / phi_t))
+        F_tau, _, s = self._value_shape(self.T - t)
+        F_T, _, _ = self._value_shape(np.asarray(self.T))
+        D_t = t if s == 0.0 else -np.expm1(-2.0 * s * t) / (2.0 * s)
+        return np.exp(-2.0 * s * t) * (F_tau / F_T) ** 2 * self.v0 + self.sigma**2 * F_tau * D_t / F_T
 
     def c(self, t: np.ndarray) -> np.ndarray:
-        """Constant term of ``u``, by Gauss-Legendre quadrature of ``c'`` on ``[t, T]``."""
+        """Constant term of ``u`` in closed form (module docstring); shape ``atleast_1d(t)``."""
         t = np.atleast_1d(np.asarray(t, dtype=float))
-        nodes, weights = np.polynomial.legendre.leggauss(64)
-        half = 0.5 * (self.T - t)[:, None]
-        r = t[:, None] + half * (nodes[None, :] + 1.0)
-        xbar = self.mean(r)
-        integrand = 0.5 * self.q * self.kappa**2 * xbar**2 - 0.5 * self.b(r) ** 2
-        nu = 0.5 * self.sigma**2
-        phi, _, _ = self._phi(self.T - t)
-        xbar_T = float(self.mean(self.T))
+        r2, k = self._r2_k()
+        F_tau, _, s = self._value_shape(self.T - t)
+        log_phi = s * (self.T - t) + np.log(F_tau)
+        xbar, rate, b = self.mean(t), self._mean_rate(t), self.b(t)
+        xbar_T, rate_T, b_T = float(self.mean(self.T)), float(self._mean_rate(self.T)), float(self.b(self.T))
         c_T = 0.5 * self.q_T * self.kappa_T**2 * xbar_T**2
-        return c_T + nu * np.log(phi) + (half[:, 0] * (integrand @ weights))
+        by_parts = 0.5 * (xbar_T * b_T - xbar * b)
+        energy = (xbar_T * rate_T - xbar * rate) - (k**2 - r2) * xbar_T**2 * (self.T - t)
+        nu = 0.5 * self.sigma**2
+        return c_T + nu * log_phi + by_parts - 0.25 * self.kappa * energy
 
     def u(self, t: float, x: np.ndarray) -> np.ndarray:
         """Value function ``u(t, x) = a x^2/2 + b x + c`` at one time ``t``."""
