@@ -13,6 +13,7 @@ Usage::
 
     python benchmarks/regression.py --baseline HEAD~1
     python benchmarks/regression.py --baseline 353bffd --quick --repeats 3
+    python benchmarks/regression.py --baseline 353bffd --only crowd-exit --repeats 5
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--baseline", required=True, help="git revision to compare against")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="leave out the 128x128 crowd")
+    parser.add_argument("--only", default="", help="run only the cases whose name contains this text")
     args = parser.parse_args()
     here = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,7 +71,7 @@ def main() -> None:
         subprocess.run(["git", "worktree", "add", "--detach", str(base), args.baseline], cwd=here, check=True,
                        capture_output=True)
         try:
-            names = QUICK if args.quick else list(CASES)
+            names = [name for name in (QUICK if args.quick else CASES) if args.only in name]
             print(f"baseline {args.baseline} vs this tree, best of {args.repeats}")
             print(f"{'case':36s} {'before s':>10s} {'after s':>10s} {'after/before':>13s}")
             for name in names:

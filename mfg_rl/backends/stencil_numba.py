@@ -384,7 +384,7 @@ def _update_r(r, t, x, s_hat, r_hat, omega, acc):  # noqa: ANN001, ANN202
 
 def _matvec(out, x, c, m0, p0, m1, p1, n0):  # noqa: ANN001, ANN202
     """``out = A x`` in the layout (ghosts of ``x`` filled), summed in the order of
-    ``stencil._matvec``: center, axis-0 minus and plus, axis-1 minus and plus."""
+    ``StencilMatrix.matvec``: center, axis-0 minus and plus, axis-1 minus and plus."""
     n1, h = x.shape[1] - 2, x.shape[2] - 2
     for j in range(1, n1 + 1):  # even lines 2k: odd neighbours k - 1 and k
         for k in range(1, h + 1):

@@ -62,12 +62,15 @@ def lapack_gtsv(lower: Any, diag: Any, upper: Any, rhs: Any) -> Any:
     diag = np.asarray(diag)
     shape = np.broadcast_shapes(lower.shape, diag.shape, upper.shape, rhs.shape)
     dtype = np.result_type(lower, diag, upper, rhs)
-    low = np.array(np.broadcast_to(lower, shape), dtype=dtype)
-    up = np.array(np.broadcast_to(upper, shape), dtype=dtype)
+
+    def copy(x: Any) -> Any:  # LAPACK overwrites its inputs
+        return np.array(x if x.shape == shape else np.broadcast_to(x, shape), dtype=dtype)
+
+    low, up = copy(lower), copy(upper)
     low[..., 0] = 0.0
     up[..., -1] = 0.0
-    d = np.array(np.broadcast_to(diag, shape), dtype=dtype).reshape(-1)
-    b = np.array(np.broadcast_to(rhs, shape), dtype=dtype).reshape(-1, 1)
+    d = copy(diag).reshape(-1)
+    b = copy(rhs).reshape(-1, 1)
     if d.size == 1:  # LAPACK's gtsv rejects a 1x1 system
         if d[0] == 0:
             raise np.linalg.LinAlgError("tridiagonal system is singular: zero pivot at flat row 0")

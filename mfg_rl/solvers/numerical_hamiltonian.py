@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from mfg_rl.backends import Backend
+from mfg_rl.backends.shift import first, from_above, from_below, last
 from mfg_rl.core import MFGProblem
 from mfg_rl.solvers.stencil import StencilMatrix
 
@@ -75,15 +76,14 @@ class NumericalHamiltonian:
         """``u_{i-1}`` and ``u_{i+1}`` along axis ``d`` (last ``ndim`` axes), with ghosts."""
         xp = self.xp
         axis = u.ndim - self.ndim + d
-        u_minus, u_plus = xp.roll(u, 1, axis=axis), xp.roll(u, -1, axis=axis)
         side = self.sides[d]
-        if side is not None:
-            low, high, fold_low, fold_high = side
-            ghost_low = u if fold_low > 0 else 2.0 * self.exit_cost - u
-            ghost_high = u if fold_high > 0 else 2.0 * self.exit_cost - u
-            u_minus = xp.where(low, ghost_low, u_minus)
-            u_plus = xp.where(high, ghost_high, u_plus)
-        return u_minus, u_plus
+        if side is None:
+            return from_below(xp, u, axis), from_above(xp, u, axis)
+        _, _, fold_low, fold_high = side
+        low, high = first(u, axis), last(u, axis)
+        ghost_low = low if fold_low > 0 else 2.0 * self.exit_cost - low
+        ghost_high = high if fold_high > 0 else 2.0 * self.exit_cost - high
+        return from_below(xp, u, axis, ghost_low), from_above(xp, u, axis, ghost_high)
 
     def fold_ghosts(self, d: int, center: Any, c_minus: Any, c_plus: Any) -> tuple[Any, Any, Any]:
         """Fold the coefficients of ghost nodes along axis ``d`` into the diagonal.
@@ -205,8 +205,8 @@ class NumericalHamiltonian:
                     ghost = ghost + xp.where(high, 4.0 * g_plus, 0.0)
                 g_minus = xp.where(low, 0.0, g_minus)
                 g_plus = xp.where(high, 0.0, g_plus)
-            from_next = xp.roll(g_minus, -1, axis=axis)  # pair (i, i+1) seen from i+1
-            from_prev = xp.roll(g_plus, 1, axis=axis)  # pair (i-1, i) seen from i-1
+            from_next = from_above(xp, g_minus, axis)  # pair (i, i+1) seen from i+1
+            from_prev = from_below(xp, g_plus, axis)  # pair (i-1, i) seen from i-1
             center = center + g_minus + g_plus + from_next + from_prev + ghost
             minus.append(-g_minus - from_prev)
             plus.append(-g_plus - from_next)

@@ -20,6 +20,7 @@ import numpy as np
 
 from mfg_rl.backends import Backend, SparsePattern
 from mfg_rl.backends.krylov import KrylovResult, bicgstab, bicgstab_while, cyclic_tridiagonal
+from mfg_rl.backends.shift import from_above, from_below
 from mfg_rl.core import Grid
 
 
@@ -43,15 +44,14 @@ class StencilMatrix:
         out = self.center * x
         for d in range(ndim):
             axis = self.space_axis(d, ndim)
-            out = out + self.minus[d] * xp.roll(x, 1, axis=axis)
-            out = out + self.plus[d] * xp.roll(x, -1, axis=axis)
+            out = out + self.minus[d] * from_below(xp, x, axis) + self.plus[d] * from_above(xp, x, axis)
         return out
 
     def transpose(self, xp: Any) -> StencilMatrix:
         """``A^T``: the entry coupling ``i`` to ``i - e_d`` is ``plus[d]`` read at ``i - e_d``."""
         ndim = len(self.minus)
-        minus = tuple(xp.roll(self.plus[d], 1, axis=self.space_axis(d, ndim)) for d in range(ndim))
-        plus = tuple(xp.roll(self.minus[d], -1, axis=self.space_axis(d, ndim)) for d in range(ndim))
+        minus = tuple(from_below(xp, self.plus[d], self.space_axis(d, ndim)) for d in range(ndim))
+        plus = tuple(from_above(xp, self.minus[d], self.space_axis(d, ndim)) for d in range(ndim))
         return StencilMatrix(self.center, minus, plus)
 
     def at(self, n: int) -> StencilMatrix:
@@ -183,7 +183,7 @@ class StencilSolver:
         periodic = tuple(self.periodic[d] for d in order)
         if self._use_compiled(periodic):  # the kernel reads the permuted frame itself
             result = self._solve_compiled(matrix, order, periodic, rhs, x0, rtol, atol)
-            return self._project(result, rhs, lambda v: _matvec(xp, matrix, v))
+            return self._project(result, rhs, lambda v: matrix.matvec(xp, v))
 
         def to_frame(a: Any) -> Any:  # permuted and C-contiguous, so lines are contiguous
             if identity:
@@ -197,10 +197,10 @@ class StencilSolver:
         )
         b = to_frame(rhs)
         result = bicgstab(
-            xp, lambda v: _matvec(xp, frame, v), b, precond=self._preconditioner(frame, periodic),
+            xp, lambda v: frame.matvec(xp, v), b, precond=self._preconditioner(frame, periodic),
             x0=None if x0 is None else to_frame(x0), rtol=rtol, atol=atol, max_iter=self.max_iter,
         )
-        x = self._project(result, b, lambda v: _matvec(xp, frame, v))
+        x = self._project(result, b, lambda v: frame.matvec(xp, v))
         return x if identity else xp.permute_dims(x, tuple(order.index(d) for d in range(ndim)))
 
     def _solve_traced(self, matrix: StencilMatrix, rhs: Any, x0: Any, rtol: float, atol: float) -> Any:
@@ -226,7 +226,7 @@ class StencilSolver:
             b = to_frame(b)
 
             def matvec(v: Any) -> Any:
-                return _matvec(xp, frame, v)
+                return frame.matvec(xp, v)
 
             x, residual, _, converged = bicgstab_while(
                 xp, lax.while_loop, matvec, b, precond=self._preconditioner(frame, periodic),
@@ -329,7 +329,7 @@ class StencilSolver:
 
         def zebra(r: Any) -> Any:
             z_even = solve_even(r[even])
-            right = _roll(xp, z_even, -1, colour) if n % 2 == 0 else z_even[along(1, None)]
+            right = from_above(xp, z_even, colour) if n % 2 == 0 else z_even[along(1, None)]
             rhs_odd = r[odd] - to_left * z_even[along(0, n_odd)] - to_right * right
             z_odd = solve_odd(rhs_odd)
             if n_odd < n - n_odd:
@@ -369,25 +369,6 @@ def _traced(backend: Backend, x: Any) -> bool:
     import jax
 
     return isinstance(x, jax.core.Tracer)
-
-
-def _roll(xp: Any, x: Any, shift: int, axis: int) -> Any:
-    """``xp.roll(x, shift, axis)`` for ``shift = +-1`` by one ``concat`` (numpy's roll is slow)."""
-    head = [slice(None)] * x.ndim
-    tail = [slice(None)] * x.ndim
-    if shift == 1:
-        head[axis], tail[axis] = slice(-1, None), slice(None, -1)
-    else:
-        head[axis], tail[axis] = slice(1, None), slice(None, 1)
-    return xp.concat([x[tuple(head)], x[tuple(tail)]], axis=axis)
-
-
-def _matvec(xp: Any, matrix: StencilMatrix, x: Any) -> Any:
-    """``StencilMatrix.matvec`` for unbatched ``x`` (shape of the grid), with ``_roll``."""
-    out = matrix.center * x
-    for d in range(x.ndim):
-        out = out + matrix.minus[d] * _roll(xp, x, 1, d) + matrix.plus[d] * _roll(xp, x, -1, d)
-    return out
 
 
 def _pattern(grid: Grid) -> SparsePattern:
