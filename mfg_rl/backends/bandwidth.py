@@ -1,4 +1,5 @@
-"""Kernel bandwidths: validation of given ones and the Scott/Silverman rules of a weighted sample."""
+"""Kernel bandwidths: validation of given ones and the Scott/Silverman rules of a weighted sample,
+optionally floored (a floor makes a rule defined for samples of 0 or 1 particle)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,27 @@ def check_bandwidth(bandwidth: Any, grid: Grid) -> tuple[float, ...] | str:
     return tuple(out)
 
 
+def check_floor(floor: Any, bandwidth: tuple[float, ...] | str, grid: Grid) -> tuple[float, ...] | None:
+    """``floor`` (``min_bandwidth`` of ``kde``) as one float per axis, or None; only with a rule."""
+    if floor is None:
+        return None
+    allowed = f"None, a positive float or a tuple of {grid.ndim} positive floats"
+    if not isinstance(bandwidth, str):
+        raise ValueError(f"min_bandwidth floors a bandwidth rule ({', '.join(RULES)}); with the given "
+                         f"bandwidth {bandwidth!r} pass min_bandwidth=None")
+    values = floor if isinstance(floor, (tuple, list)) else [floor] * grid.ndim
+    if len(values) != grid.ndim:
+        raise ValueError(f"min_bandwidth must be {allowed}; got {len(values)} values")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"min_bandwidth must be {allowed}; got {floor!r}")
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"min_bandwidth must be {allowed}; got {floor!r}")
+    out = tuple(float(v) for v in values)
+    check_sigma(out, grid, "min_bandwidth")
+    return out
+
+
 def check_sigma(sigma: Sequence[float], grid: Grid, source: str) -> None:
     for k, (s, h) in enumerate(zip(sigma, grid.spacing, strict=True)):
         if not (math.isfinite(s) and s >= MIN_BANDWIDTH_CELLS * h):
@@ -42,11 +64,16 @@ def check_sigma(sigma: Sequence[float], grid: Grid, source: str) -> None:
             )
 
 
-def rule_bandwidth(xp: Any, columns: Sequence[Any], weights: Any, rule: str) -> tuple[float, ...]:
-    """Per-axis ``sigma_d = factor * s_d`` of the rule ``"scott"``/``"silverman"`` (module doc).
+def rule_bandwidth(
+    xp: Any, columns: Sequence[Any], weights: Any, rule: str, floor: Sequence[float] | None = None
+) -> tuple[float, ...]:
+    """Per-axis ``sigma_d = max(factor * s_d, floor_d)`` of the rule ``"scott"``/``"silverman"``.
 
-    ``columns``: the d particle coordinate arrays, shape ``(N,)`` each; ``weights``: ``(N,)``
-    or ``None`` (uniform). Raises ValueError when fewer than two particles carry weight.
+    ``factor`` and ``s_d`` as in the ``kde`` module doc. ``columns``: the d particle coordinate
+    arrays, shape ``(N,)`` each; ``weights``: ``(N,)`` or ``None`` (uniform); ``floor``: None or
+    d floats > 0. Without a floor the rule needs two particles with positive weight
+    (ValueError otherwise); with one it is defined for any sample, ``sigma_d = floor_d`` when
+    ``n_eff <= 1`` (no particle, one, or all the weight on one).
 
     Example:
         >>> import numpy as np
@@ -54,6 +81,8 @@ def rule_bandwidth(xp: Any, columns: Sequence[Any], weights: Any, rule: str) -> 
         >>> s = rule_bandwidth(np, [x], None, "scott")[0]
         >>> bool(abs(s - x.std(ddof=1) * 1000 ** -0.2) < 1e-12)
         True
+        >>> rule_bandwidth(np, [x[:1]], None, "scott", floor=(0.01,))
+        (0.01,)
     """
     n, dim = int(columns[0].shape[0]), len(columns)
     if weights is None:
@@ -64,6 +93,8 @@ def rule_bandwidth(xp: Any, columns: Sequence[Any], weights: Any, rule: str) -> 
         wn = weights / total if total > 0 else weights
         sum_sq = float(xp.sum(wn * wn)) if total > 0 else 1.0
         n_eff, unbias = 1.0 / sum_sq, 1.0 - sum_sq
+    if floor is not None and not (n_eff > 1.0 + 1e-12 and unbias > 0):
+        return tuple(float(f) for f in floor)
     factor = rule_factor(rule, dim, n_eff, unbias)
     sigma = []
     for col in columns:
@@ -76,6 +107,8 @@ def rule_bandwidth(xp: Any, columns: Sequence[Any], weights: Any, rule: str) -> 
             var = float(xp.matmul(dev, dev) / n if wn is None else xp.matmul(wn * dev, dev))
         var /= unbias
         sigma.append(factor * math.sqrt(var) if math.isfinite(var) else math.inf)
+    if floor is not None:
+        sigma = [max(s, f) for s, f in zip(sigma, floor, strict=True)]
     return tuple(sigma)
 
 
@@ -87,7 +120,7 @@ def rule_factor(rule: str, dim: int, n_eff: float, unbias: float) -> float:
     if not n_eff > 1.0 + 1e-12 or unbias <= 0:
         raise ValueError(
             f"bandwidth rule {rule!r} needs at least two particles with positive weight "
-            f"(effective sample size {n_eff:g}); pass a float bandwidth instead"
+            f"(effective sample size {n_eff:g}); pass a float bandwidth or a floor (min_bandwidth) instead"
         )
     if rule == "scott":
         return n_eff ** (-1.0 / (dim + 4))

@@ -37,7 +37,9 @@ rule computed from the weighted sample (as ``scipy.stats.gaussian_kde``):
 the weighted standard deviation of axis ``d`` with scipy's (``numpy.cov(aweights=w)``)
 unbiasing, ``s_d^2 = sum w (p_d - mean)^2 / (sum w - sum w^2 / sum w)``. This is the
 diagonal of scipy's kernel covariance: scipy also keeps the off-diagonal covariance in
-2D, which is dropped here (per-axis bandwidth). In 1D the two agree exactly.
+2D, which is dropped here (per-axis bandwidth). In 1D the two agree exactly. A floor
+(``min_bandwidth``) gives ``max(sigma_d, floor_d)``, and ``floor_d`` alone where the rule is
+undefined (fewer than two particles with weight: the KDE of one particle, or zero for none).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from mfg_rl.backends.arrays import (
     check_weights,
     points_by_axis,
 )
-from mfg_rl.backends.bandwidth import RULES, check_bandwidth, check_sigma, rule_bandwidth
+from mfg_rl.backends.bandwidth import RULES, check_bandwidth, check_floor, check_sigma, rule_bandwidth
 from mfg_rl.backends.kde_binned import binned_kde
 from mfg_rl.backends.kde_exact import exact_kde, unit_images
 
@@ -125,6 +127,7 @@ def kde(
     reflect: bool = True,
     *,
     chunk_size: int | None = None,
+    min_bandwidth: float | Sequence[float] | None = None,
 ) -> Any:
     """Gaussian KDE of weighted particles on the cell centres of ``grid`` (module doc).
 
@@ -137,6 +140,9 @@ def kde(
         method: ``"binned"`` (FFT, fast) or ``"exact"`` (direct sum).
         reflect: mirror kernel mass back at ``"no_flux"`` walls (mass preserved).
         chunk_size: particles per chunk of the exact sum (default keeps temporaries ~2 MB).
+        min_bandwidth: floor of a rule's ``sigma`` (float or per-axis tuple, grid units), only
+            with a rule: ``sigma_d = max(rule_d, floor_d)``, and ``floor_d`` when fewer than two
+            particles carry weight (then the density is that of the one particle, or zero).
 
     Returns:
         Density at the nodes, shape ``grid.shape``, dtype of ``points``; ``sum * cell_volume``
@@ -165,6 +171,7 @@ def kde(
     ):
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
     spec = check_bandwidth(bandwidth, grid)
+    floor = check_floor(min_bandwidth, spec, grid)
     points = as_real_array(xp, points, "points")
     cols = points_by_axis(xp, points, grid)
     n = int(points.shape[0])
@@ -175,7 +182,7 @@ def kde(
         check_weights(xp, weights, n)
     with np.errstate(all="ignore"):  # overflow is caught below as a clear error, not a warning
         if isinstance(spec, str):
-            sigma = rule_bandwidth(xp, cols, weights, spec)
+            sigma = rule_bandwidth(xp, cols, weights, spec, floor)
             check_sigma(sigma, grid, f"rule {spec!r}")
         else:
             sigma = spec

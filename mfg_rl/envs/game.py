@@ -166,8 +166,12 @@ class Game:
     def empirical_table(self, x: Any, weights: Any, terminal: bool, bandwidth: Any = "scott") -> Any:
         """One-level table ``(1, *space, C)`` of the agents' own crowd (KDE of weighted positions).
 
-        ``weights`` ``(N,)`` are ``1/N`` for agents still inside and 0 for those who left,
-        so the density's mass is the fraction inside. ``terminal`` puts ``g`` in the cost channel.
+        ``x`` ``(N, d)``; ``weights`` ``(N,)`` are ``1/N`` for agents still inside and 0 for those
+        who left. A bandwidth rule is floored at one cell, ``sigma_d >= h_d``, so it is defined
+        for 0 or 1 agent inside; the density is rescaled to integrate to the fraction inside,
+        ``sum_i m_i |cell| = sum w`` (kernel mass beyond an exit is given back, as the particle
+        FP does), which is zero once everyone has left. No host sync beyond the KDE's own.
+        ``terminal`` puts ``g`` in the cost channel.
         """
         import torch
 
@@ -175,11 +179,12 @@ class Game:
 
         problem = self.problem
         points = x[:, 0] if self.ndim == 1 else x
-        if not bool(torch.any(weights > 0)):
-            m = torch.zeros(self.grid.shape, dtype=torch.float32, device=self.device)
-        else:
-            m = kde(self.xp, points, weights, self.grid, bandwidth=bandwidth, method="binned")
-            m = torch.clamp(m, min=0.0)
+        floor = self.grid.spacing if isinstance(bandwidth, str) else None
+        m = kde(self.xp, points, weights, self.grid, bandwidth=bandwidth, method="binned",
+                min_bandwidth=floor)
+        mass = torch.sum(m) * self.grid.cell_volume
+        inside = torch.sum(weights)
+        m = m * torch.where(mass > 0, inside / torch.clamp(mass, min=torch.finfo(m.dtype).tiny), 0.0)
         cost = problem.terminal_cost if terminal else problem.running_cost
         f = problem.evaluate_cost(cost, m, self.nodes)
         return torch.stack([m, f], dim=-1)[None]

@@ -39,7 +39,9 @@ class MFGVectorEnv(VectorEnv):
         equilibrium: a computed ``Equilibrium`` to use instead of solving ``problem``.
         max_action: action bound (default ``2 max|alpha*|`` away from exits, at least 1).
         solve_options: extra keyword arguments of ``mfg_rl.solve``.
-        bandwidth: KDE bandwidth of the empirical crowd (rule name or float).
+        bandwidth: KDE bandwidth of the empirical crowd: a rule name (``"scott"``,
+            ``"silverman"``; floored at one cell, so defined for any number of agents inside)
+            or a float. The crowd's density integrates to the fraction of agents still inside.
 
     Example:
         >>> import gymnasium, torch, mfg_rl
