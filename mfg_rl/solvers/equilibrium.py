@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from mfg_rl.core import MFGProblem, SpacetimeField
+from mfg_rl.errors import EquilibriumFileError
+from mfg_rl.paths import atomic_write
 
 FORMAT_VERSION = 1
 
@@ -106,58 +107,143 @@ class Equilibrium:
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write one ``.npz`` file atomically (temporary file, then rename). Returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write one ``.npz`` file atomically (``mfg_rl.paths.atomic_write``: fsynced temporary
+        file, then rename; mode ``0o666 & ~umask``). Returns the path."""
         meta = {
             "format": FORMAT_VERSION,
             "problem": {"name": self.problem.name, "params": self.problem.params,
                         "fingerprint": self.problem.fingerprint()},
             "diagnostics": asdict(self.diagnostics),
         }
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                np.savez(out, u=self.u.numpy(), m=self.m.numpy(), meta=np.array(json.dumps(meta)))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        arrays = {"u": self.u.numpy(), "m": self.m.numpy(), "meta": np.array(json.dumps(meta))}
+        return atomic_write(path, lambda out: np.savez(out, **arrays))
 
     @classmethod
     def load(cls, path: str | os.PathLike, problem: MFGProblem | None = None,
              backend: Any = None) -> Equilibrium:
-        """Read a file written by ``save``.
+        """Read a file written by ``save``, checked before use.
 
         Catalogue problems are rebuilt from their name and parameters; a custom problem
         must be passed as ``problem`` (its fingerprint is checked). Fields are placed on
         ``backend`` (default: the best installed).
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            EquilibriumFileError: (a ``ValueError``) naming the file and the defect: not a
+                readable ``.npz`` of this format (pickled objects are refused), an array or
+                metadata missing, another problem, shapes other than ``(Nt+1, *grid.shape)``,
+                values not finite, ``m < 0`` beyond round-off (``-sqrt(eps) max m`` is
+                allowed), or level masses ``h^d sum m^n`` off the recorded ``diagnostics.mass``.
         """
         from mfg_rl.backends import create_backend
 
-        with np.load(Path(path), allow_pickle=False) as data:
-            u, m = data["u"], data["m"]
-            meta = json.loads(str(data["meta"]))
-        if meta.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{path}: unsupported equilibrium file format {meta.get('format')!r}")
-        saved = meta["problem"]
+        path = Path(path)
+        u, m, meta = _read(path)
+        saved, diagnostics = _parse_meta(path, meta)
         if problem is None:
             if saved["name"] == "custom":
                 raise ValueError(f"{path} holds a custom problem: pass it as problem=...")
             from mfg_rl import problems
 
-            problem = problems.make(saved["name"], **saved["params"])
+            try:
+                problem = problems.make(saved["name"], **saved["params"])
+            except (TypeError, ValueError) as exc:
+                raise EquilibriumFileError(path, f"its problem {saved['name']!r} with parameters "
+                                                 f"{saved['params']} cannot be rebuilt: {exc}") from exc
         if problem.fingerprint() != saved["fingerprint"]:
-            raise ValueError(
-                f"{path} was computed for a different problem (fingerprint {saved['fingerprint']}, "
-                f"given {problem.fingerprint()})"
-            )
+            raise EquilibriumFileError(path, f"computed for a different problem (fingerprint "
+                                             f"{saved['fingerprint']}, given {problem.fingerprint()})")
+        _check_fields(path, u, m, diagnostics, problem)
         backend = create_backend(backend)
-        diagnostics = Diagnostics(**meta["diagnostics"])
         return cls(
             u=SpacetimeField(backend.asarray(u), problem.grid, problem.time),
             m=SpacetimeField(backend.asarray(m), problem.grid, problem.time),
             problem=problem,
             diagnostics=diagnostics,
         )
+
+
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _read(path: Path) -> tuple[np.ndarray, np.ndarray, Any]:
+    """``u``, ``m`` and the decoded metadata of an equilibrium file, without pickle."""
+    try:
+        file = open(path, "rb")  # ours, not np.load's: np.load leaves a file it opened open on error
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise EquilibriumFileError(path, f"cannot be read ({exc.strerror or exc})") from exc
+    with file:
+        head = file.read(len(_ZIP_MAGIC))
+        if not head:
+            raise EquilibriumFileError(path, "is empty (0 bytes)")
+        if head != _ZIP_MAGIC:
+            raise EquilibriumFileError(path, f"is not an .npz (zip) archive: it starts with {head!r}")
+        file.seek(0)
+        try:
+            with np.load(file, allow_pickle=False) as data:
+                missing = [key for key in ("u", "m", "meta") if key not in data.files]
+                if missing:
+                    raise EquilibriumFileError(path, f"lacks the array(s) {', '.join(missing)} "
+                                                     f"(holds {', '.join(data.files) or 'none'})")
+                return data["u"], data["m"], json.loads(str(data["meta"]))
+        except EquilibriumFileError:
+            raise
+        except Exception as exc:  # a damaged archive fails in zipfile, zlib, numpy or json, in many ways
+            raise EquilibriumFileError(path, f"is damaged ({type(exc).__name__}: {exc})") from exc
+
+
+def _parse_meta(path: Path, meta: Any) -> tuple[dict[str, Any], Diagnostics]:
+    """The saved problem's name, parameters and fingerprint, and the diagnostics."""
+    found = meta.get("format") if isinstance(meta, dict) else meta
+    if found != FORMAT_VERSION:
+        raise EquilibriumFileError(path, f"unsupported equilibrium file format {found!r} "
+                                         f"(this version reads {FORMAT_VERSION})")
+    try:
+        saved = meta["problem"]
+        saved = {"name": saved["name"], "params": dict(saved["params"]), "fingerprint": saved["fingerprint"]}
+        return saved, Diagnostics(**meta["diagnostics"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EquilibriumFileError(path, f"has incomplete metadata ({type(exc).__name__}: {exc})") from exc
+
+
+def _check_fields(path: Path, u: np.ndarray, m: np.ndarray, diagnostics: Diagnostics,
+                  problem: MFGProblem) -> None:
+    """Shapes ``(Nt+1, *grid.shape)``, finite values, ``m >= -sqrt(eps) max m`` and level masses
+    equal to the recorded ones (relative ``sqrt(eps)``, eps of the coarser of the file's and the
+    solve's dtype); EquilibriumFileError naming the defect."""
+    shape = (problem.time.Nt + 1, *problem.grid.shape)
+    for name, array in (("u", u), ("m", m)):
+        if array.dtype.kind != "f":
+            raise EquilibriumFileError(path, f"{name} has dtype {array.dtype}, expected floating point")
+        if array.shape != shape:
+            raise EquilibriumFileError(path, f"{name} has shape {array.shape}, expected {shape} "
+                                             f"(Nt+1, *grid.shape) of problem {problem.name!r}")
+        bad = ~np.isfinite(array)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise EquilibriumFileError(path, f"{name} has {int(bad.sum())} non-finite values "
+                                             f"(first {array[first]} at index {first})")
+    try:  # a float32 solve saved as float64 carries float32 round-off
+        solved = np.finfo(np.dtype(diagnostics.dtype))
+    except (TypeError, ValueError) as exc:
+        raise EquilibriumFileError(path, f"records an unknown solve dtype {diagnostics.dtype!r}") from exc
+    rtol = float(np.sqrt(max(np.finfo(m.dtype).eps, solved.eps)))
+    scale = float(np.abs(m).max())
+    if m.min() < -rtol * scale:
+        first = tuple(int(i) for i in np.unravel_index(np.argmin(m), m.shape))
+        raise EquilibriumFileError(path, f"m has negative densities (min {m[first]:.3e} at index {first}; "
+                                         f"round-off down to {-rtol * scale:.3e} is allowed)")
+    try:
+        recorded = np.asarray(diagnostics.mass, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise EquilibriumFileError(path, f"records level masses that are not numbers ({exc})") from exc
+    if recorded.shape != shape[:1]:
+        raise EquilibriumFileError(path, f"records {recorded.size} level masses, expected {shape[0]}")
+    mass = m.reshape(shape[0], -1).sum(axis=1, dtype=float) * problem.grid.cell_volume
+    off = np.abs(mass - recorded)
+    n = int(np.argmax(off))
+    if not off[n] <= rtol * max(1.0, float(np.abs(recorded).max())):
+        raise EquilibriumFileError(path, f"m has mass {mass[n]:.12g} at level {n}, the file records "
+                                         f"{recorded[n]:.12g}")
