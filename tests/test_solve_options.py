@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mfg_rl import problems, solve
-from mfg_rl.solvers import Anderson, FictitiousPlay, FixedPoint, Newton, ParticleFP
+from mfg_rl.solvers import Anderson, FictitiousPlay, FixedPoint, LinearSolver, Newton, ParticleFP
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +87,36 @@ def test_fp_of_another_type_raises(problem):
         solve(problem, fp=3, progress=False)
     with pytest.raises(ValueError, match="fp must be one of fdm, particles or a ParticleFP, got 'sde'"):
         solve(problem, fp="sde", progress=False)
+
+
+# -- linear solver -----------------------------------------------------------------------
+def test_linear_solver_options_reach_the_2d_steps():
+    """Direct (SuperLU) and Krylov (ADI, generic path) steps give the same equilibrium to 1e-9."""
+    crowd = problems.make("crowd-2d", Nx=10, Ny=8, Nt=4)
+    krylov = solve(crowd, backend="numpy", progress=False,
+                   linear=LinearSolver(preconditioner="adi", compiled=False))
+    direct = solve(crowd, backend="numpy", progress=False, linear=LinearSolver(method="direct"))
+    assert krylov.diagnostics.options["linear"]["preconditioner"] == "adi"
+    assert direct.diagnostics.options["linear"]["method"] == "direct"
+    np.testing.assert_allclose(krylov.u.numpy(), direct.u.numpy(), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(krylov.m.numpy(), direct.m.numpy(), rtol=0, atol=1e-9)
+
+
+def test_linear_solver_raises_on_a_1d_grid_and_for_a_wrong_type(problem):
+    with pytest.raises(ValueError, match="not used on a 1D grid"):
+        solve(problem, linear=LinearSolver(), progress=False)
+    with pytest.raises(TypeError, match="linear must be a mfg_rl.solvers.LinearSolver"):
+        solve(problem, linear="direct", progress=False)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"method": "lu"}, "linear must be one of krylov, direct"),
+     ({"preconditioner": "ilu"}, "preconditioner must be one of"),
+     ({"rtol": 0.0}, r"rtol must be in \(0, 1\)"),
+     ({"max_iter": 0}, "max_iter must be an integer >= 1"),
+     ({"compiled": "yes"}, "compiled must be True or False")],
+)
+def test_linear_solver_options_are_checked(options, message):
+    with pytest.raises(ValueError, match=message):
+        LinearSolver(**options)

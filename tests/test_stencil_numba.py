@@ -17,8 +17,7 @@ from mfg_rl import problems, solve
 from mfg_rl.backends import create_backend, stencil_numba
 from mfg_rl.core import Grid
 from mfg_rl.errors import SolverError
-from mfg_rl.solvers import stencil
-from mfg_rl.solvers.stencil import StencilMatrix, StencilSolver
+from mfg_rl.solvers.stencil import LinearSolver, StencilMatrix, StencilSolver
 
 
 def advection_diffusion(
@@ -123,7 +122,7 @@ def test_stencil_solver_uses_the_kernel_in_a_permuted_frame(
 
 
 def test_the_generic_path_serves_what_the_kernel_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Periodic line axis, other preconditioners, compiled=False and the module switch."""
+    """Periodic line axis, other preconditioners, compiled=False on the solver and on its options."""
     monkeypatch.setattr(stencil_numba, "bicgstab_zebra_2d", lambda *a, **k: pytest.fail("kernel called"))
     backend = create_backend("numpy")
     matrix, rhs = advection_diffusion((10, 12), True, seed=5)
@@ -132,8 +131,7 @@ def test_the_generic_path_serves_what_the_kernel_does_not(monkeypatch: pytest.Mo
     grid = grid_for((10, 12), True)
     StencilSolver(grid, backend, preconditioner="adi").solve(matrix, rhs)
     StencilSolver(grid, backend, compiled=False).solve(matrix, rhs)
-    monkeypatch.setattr(stencil, "COMPILED", False)
-    StencilSolver(grid, backend).solve(matrix, rhs)
+    LinearSolver(compiled=False).build(grid, backend).solve(matrix, rhs)
 
 
 def test_warm_start_and_absolute_tolerance() -> None:
@@ -205,8 +203,8 @@ def test_crowd_2d_equilibrium_is_the_same_with_and_without_the_kernel(
 ) -> None:
     problem = problems.make("crowd-2d", Nx=12, Ny=10, Nt=6)
     fast = solve(problem, backend="numpy", progress=False)
-    monkeypatch.setattr(stencil, "COMPILED", False)
-    slow = solve(problem, backend="numpy", progress=False)
+    monkeypatch.setattr(stencil_numba, "bicgstab_zebra_2d", lambda *a, **k: pytest.fail("kernel called"))
+    slow = solve(problem, backend="numpy", progress=False, linear=LinearSolver(compiled=False))
     assert fast.diagnostics.converged and slow.diagnostics.converged
     np.testing.assert_allclose(fast.u.numpy(), slow.u.numpy(), rtol=0, atol=1e-9)
     np.testing.assert_allclose(fast.m.numpy(), slow.m.numpy(), rtol=0, atol=1e-9)

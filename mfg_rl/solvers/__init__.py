@@ -14,11 +14,12 @@ from mfg_rl.solvers.particles import ParticleFP, ParticleMFG, ParticleRun
 from mfg_rl.solvers.policy import TransportOperator
 from mfg_rl.solvers.solve import solve
 from mfg_rl.solvers.spacetime import GlobalKrylov, GlobalSpacetime
+from mfg_rl.solvers.stencil import LinearSolver
 from mfg_rl.solvers.trajectory import Sequential, TrajectorySolver
 
 __all__ = [
     "Anderson", "Callback", "Diagnostics", "DiscreteMFG", "EarlyStop", "Equilibrium", "FictitiousPlay",
-    "FixedPoint", "GlobalKrylov", "GlobalSpacetime", "IterationState", "Newton", "Parareal", "ParticleFP",
-    "ParticleMFG", "ParticleRun", "ProgressBar", "Sequential", "Snapshots", "TrajectorySolver",
+    "FixedPoint", "GlobalKrylov", "GlobalSpacetime", "IterationState", "LinearSolver", "Newton", "Parareal",
+    "ParticleFP", "ParticleMFG", "ParticleRun", "ProgressBar", "Sequential", "Snapshots", "TrajectorySolver",
     "TransportOperator", "run_coupling", "run_newton", "solve",
 ]

@@ -20,7 +20,7 @@ from typing import Any
 from mfg_rl.backends import Backend
 from mfg_rl.core import MFGProblem
 from mfg_rl.solvers.numerical_hamiltonian import NumericalHamiltonian
-from mfg_rl.solvers.stencil import StencilMatrix, StencilSolver
+from mfg_rl.solvers.stencil import LinearSolver, StencilMatrix
 from mfg_rl.solvers.step_newton import newton, raise_for_status, round_off_floor
 
 NEWTON_KRYLOV_RTOL = 1e-4  # relative defect of the linear solves inside HJB Newton (2D)
@@ -49,10 +49,11 @@ class DiscreteMFG:
     the converged equilibrium meets ``tol`` as with exact step solves. (Measured on
     crowd-2d: the coupled residual reacts to step errors far more than these estimates say;
     ``s`` on both keeps the iteration count unchanged.)
+    ``linear``: how 2D/3D stencil systems are solved (``LinearSolver``; default Krylov, zebra).
     """
 
     def __init__(self, problem: MFGProblem, backend: Backend, *, newton_tol: float = 1e-12,
-                 max_newton: int = 50) -> None:
+                 max_newton: int = 50, linear: LinearSolver | None = None) -> None:
         self.problem = problem
         self.backend = backend
         self.xp = backend.xp
@@ -61,7 +62,7 @@ class DiscreteMFG:
         self.cell_volume = problem.grid.cell_volume
         self.points = problem.points(backend)
         self.scheme = NumericalHamiltonian(problem, backend)
-        self.linear = StencilSolver(problem.grid, backend)
+        self.linear = (LinearSolver() if linear is None else linear).build(problem.grid, backend)
         self.m0 = backend.asarray(problem.m0)
         self.newton_tol = newton_tol
         self.max_newton = max_newton

@@ -21,6 +21,7 @@ from mfg_rl.solvers.equilibrium import Diagnostics, Equilibrium
 from mfg_rl.solvers.newton import Newton, run_newton
 from mfg_rl.solvers.particles import ParticleFP, ParticleMFG, particle_solver
 from mfg_rl.solvers.registry import POLICIES, STRATEGIES
+from mfg_rl.solvers.stencil import LinearSolver
 
 log = logging.getLogger("mfg_rl.solvers")
 
@@ -45,6 +46,7 @@ def solve(
     newton_tol: float = 1e-12,
     n_particles: int | None = None,
     seed: int | None = None,
+    linear: LinearSolver | None = None,
 ) -> Equilibrium:
     """Compute the Nash equilibrium of ``problem``.
 
@@ -85,6 +87,9 @@ def solve(
         n_particles: particles of ``fp="particles"``, an int >= 2 (default 100_000).
         seed: seed of ``fp="particles"``, an int >= 0 (default 0; same seed, same particles).
             Either given with ``fp="fdm"`` or with a ``ParticleFP`` object raises ValueError.
+        linear: how the implicit steps of a 2D/3D grid solve their stencil systems, a
+            ``LinearSolver`` (default: BiCGStab with the zebra line preconditioner, numba kernel
+            where it applies). 1D steps are tridiagonal solves: given there, it raises ValueError.
 
     Raises:
         ValueError: an option out of range, or one that the chosen policy, strategy or
@@ -117,12 +122,13 @@ def solve(
         raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
     if not 0.0 < newton_tol < 1e-3:
         raise ValueError(f"newton_tol must be in (0, 1e-3), got {newton_tol!r}")
+    linear = _linear(linear, problem)
     backend = create_backend(getattr(strategy, "backend", None) if backend is None else backend)
     fp = "fdm" if particles is None else particles.name
     options = {"method": method, "coupling": policy.name, "fp": fp, "tol": tol,
                "damping": getattr(policy, "damping", None),
                "adaptive": getattr(policy, "adaptive", None), "newton_tol": newton_tol,
-               "dtype": backend.dtype_name}
+               "dtype": backend.dtype_name, "linear": linear.spec()}
     if getattr(strategy, "options", None):
         options["strategy"] = strategy.options
     if particles is not None:
@@ -135,8 +141,8 @@ def solve(
 
     start = time.perf_counter()
     discretise = getattr(strategy, "discretise", DiscreteMFG)
-    disc = (discretise(problem, backend, newton_tol=newton_tol) if particles is None
-            else ParticleMFG(problem, backend, particles, newton_tol=newton_tol))
+    disc = (discretise(problem, backend, newton_tol=newton_tol, linear=linear) if particles is None
+            else ParticleMFG(problem, backend, particles, newton_tol=newton_tol, linear=linear))
     loop_callbacks = list(callbacks or [])
     if progress:
         loop_callbacks.insert(0, ProgressBar(f"{problem.name} {method}/{policy.name}"))
@@ -232,6 +238,18 @@ def _policy(coupling: Any, damping: Any) -> FixedPoint | FictitiousPlay | Anders
             )
         return coupling
     raise TypeError(f"coupling must be a name or one of {', '.join(POLICIES)} policies, got {coupling!r}")
+
+
+def _linear(linear: Any, problem: MFGProblem) -> LinearSolver:
+    """``solve``'s linear solver options, checked: given for a 1D grid (tridiagonal steps) they raise."""
+    if linear is None:
+        return LinearSolver()
+    if not isinstance(linear, LinearSolver):
+        raise TypeError(f"linear must be a mfg_rl.solvers.LinearSolver or None, got {linear!r}")
+    if problem.grid.ndim == 1:
+        raise ValueError(f"linear={linear!r} is not used on a 1D grid, whose implicit steps are tridiagonal "
+                         "solves; drop linear")
+    return linear
 
 
 def _has_damping(policy: type) -> bool:

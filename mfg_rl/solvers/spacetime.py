@@ -18,6 +18,7 @@ The fixed point of either is the Sequential solution (same discrete equations).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -131,7 +132,7 @@ class GlobalSpacetime:
             inner = disc.linear
         else:
             if self._inner is None or self._inner.grid is not disc.problem.grid:
-                self._inner = StencilSolver(disc.problem.grid, disc.backend, rtol=1e-3)
+                self._inner = replace(disc.linear.options, rtol=1e-3).build(disc.problem.grid, disc.backend)
             inner = self._inner
 
         def neighbour(x: Any) -> Any:  # x_{n+offset}, zero outside the horizon

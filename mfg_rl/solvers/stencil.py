@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -60,8 +60,55 @@ class StencilMatrix:
 
 
 LINEAR_SOLVES = ("krylov", "direct")
-COMPILED = True  # default of ``StencilSolver(compiled=None)``: use the numba zebra kernel when it applies
 PRECONDITIONERS = ("zebra", "adi", "jacobi")
+
+
+@dataclass(frozen=True)
+class LinearSolver:
+    """How implicit steps solve their 2D/3D stencil systems (1D steps are always tridiagonal).
+
+    The options of ``StencilSolver`` (see there), carried by ``solve(linear=...)`` to every
+    discretisation of the solve: ``method`` ``"krylov"`` or ``"direct"``, ``preconditioner``
+    ``"zebra"``, ``"adi"`` or ``"jacobi"``, ``rtol`` in (0, 1), ``max_iter >= 1`` and
+    ``compiled`` (the numba zebra kernel where it applies).
+
+    Example:
+        >>> from mfg_rl import problems, solve
+        >>> eq = solve(problems.make("crowd-2d", Nx=8, Ny=8, Nt=4), backend="numpy", progress=False,
+        ...            linear=LinearSolver(preconditioner="adi", compiled=False))
+        >>> eq.diagnostics.options["linear"]["preconditioner"]
+        'adi'
+    """
+
+    method: str = "krylov"
+    preconditioner: str = "zebra"
+    rtol: float = 1e-12
+    max_iter: int = 1000
+    compiled: bool = True
+
+    def __post_init__(self) -> None:
+        if self.method not in LINEAR_SOLVES:
+            raise ValueError(f"linear must be one of {', '.join(LINEAR_SOLVES)}, got {self.method!r}")
+        if self.preconditioner not in PRECONDITIONERS:
+            raise ValueError(
+                f"preconditioner must be one of {', '.join(PRECONDITIONERS)}, got {self.preconditioner!r}"
+            )
+        rtol = self.rtol
+        if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0.0 < rtol < 1.0:
+            raise ValueError(f"rtol must be in (0, 1), got {self.rtol!r}")
+        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, int) or self.max_iter < 1:
+            raise ValueError(f"max_iter must be an integer >= 1, got {self.max_iter!r}")
+        if not isinstance(self.compiled, bool):
+            raise ValueError(f"compiled must be True or False, got {self.compiled!r}")
+
+    def build(self, grid: Grid, backend: Backend) -> StencilSolver:
+        """The solver of these options for ``grid`` on ``backend``."""
+        return StencilSolver(grid, backend, self.method, preconditioner=self.preconditioner, rtol=self.rtol,
+                             max_iter=self.max_iter, compiled=self.compiled)
+
+    def spec(self) -> dict[str, Any]:
+        """The options as a JSON-able dict (diagnostics and cache keys)."""
+        return asdict(self)
 
 
 class StencilSolver:
@@ -88,7 +135,7 @@ class StencilSolver:
     Measured on crowd-2d matrices (numpy, BiCGStab to rtol 1e-10): zebra 13 (64x64) and
     21 (128x128) iterations, ADI 16 and 24, Jacobi 43 and 66; zebra is the fastest.
 
-    ``compiled=True`` (default; ``None`` reads the module switch ``COMPILED``): 2D zebra
+    ``compiled=True`` (default): 2D zebra
     solves whose arrays live on the host (numpy, torch on the CPU) and whose line axis is
     not periodic run as one numba kernel (``mfg_rl.backends.stencil_numba``: same
     preconditioner, same stopping rule, ~5-10x faster) when numba is installed; all
@@ -114,23 +161,16 @@ class StencilSolver:
         preconditioner: str = "zebra",
         rtol: float = 1e-12,
         max_iter: int = 1000,
-        compiled: bool | None = None,
+        compiled: bool = True,
     ) -> None:
-        if linear not in LINEAR_SOLVES:
-            raise ValueError(f"linear must be one of {', '.join(LINEAR_SOLVES)}, got {linear!r}")
-        if preconditioner not in PRECONDITIONERS:
-            raise ValueError(
-                f"preconditioner must be one of {', '.join(PRECONDITIONERS)}, got {preconditioner!r}"
-            )
-        if not 0.0 < rtol < 1.0:
-            raise ValueError(f"rtol must be in (0, 1), got {rtol!r}")
+        self.options = LinearSolver(linear, preconditioner, rtol, max_iter, compiled)  # checks them
         self.grid = grid
         self.backend = backend
         self.linear = linear
         self.preconditioner = preconditioner
         self.rtol = rtol
         self.max_iter = max_iter
-        self.compiled = COMPILED if compiled is None else bool(compiled)
+        self.compiled = compiled
         self.periodic = tuple(low == "periodic" for low, _ in grid.boundary)
         self.pattern = _pattern(grid) if grid.ndim > 1 and linear == "direct" else None
         self.solves = 0
