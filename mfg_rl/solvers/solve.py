@@ -14,6 +14,7 @@ from typing import Any
 from mfg_rl.backends import Backend, create_backend
 from mfg_rl.core import MFGProblem, SpacetimeField
 from mfg_rl.paths import default_cache_dir
+from mfg_rl.solvers.cache import load_cached
 from mfg_rl.solvers.callbacks import Callback, ProgressBar
 from mfg_rl.solvers.coupling import Anderson, FictitiousPlay, FixedPoint, run_coupling
 from mfg_rl.solvers.discrete import DiscreteMFG
@@ -82,7 +83,8 @@ def solve(
         allow_unconverged: return a result flagged ``converged=False`` instead of raising
             when ``max_iter`` is reached.
         cache: False, True (``default_cache_dir()``) or a directory: reuse an equilibrium
-            saved for the same problem and options, and save new ones there.
+            saved for the same problem and options, and save new ones there; an entry that
+            fails ``Equilibrium.load``'s checks is moved aside with a warning and recomputed.
         newton_tol: relative tolerance of the per-step Newton solves.
         n_particles: particles of ``fp="particles"``, an int >= 2 (default 100_000).
         seed: seed of ``fp="particles"``, an int >= 0 (default 0; same seed, same particles).
@@ -135,9 +137,9 @@ def solve(
         options.update(n_particles=particles.n_particles, seed=particles.seed, bandwidth=particles.bandwidth,
                        kde_method=particles.kde_method, particle_dtype=particles.dtype)
     cache_path = _cache_path(problem, options, cache)
-    if cache_path is not None and cache_path.exists():
-        log.info("loading cached equilibrium %s", cache_path)
-        return Equilibrium.load(cache_path, problem=problem, backend=backend)
+    cached = None if cache_path is None else load_cached(cache_path, problem, backend)
+    if cached is not None:
+        return cached
 
     start = time.perf_counter()
     discretise = getattr(strategy, "discretise", DiscreteMFG)
