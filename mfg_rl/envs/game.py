@@ -46,13 +46,11 @@ class Game:
     """
 
     def __init__(self, eq: Equilibrium, device: Any = "cpu", max_action: float | None = None) -> None:
-        import array_api_compat.torch as xp
         import torch
 
         problem: MFGProblem = eq.problem
         self.eq = eq
         self.problem = problem
-        self.xp = xp
         self.device = torch.device(device)
         self.grid = problem.grid
         self.ndim = problem.ndim
@@ -80,6 +78,13 @@ class Game:
         self.nodes = nodes[0] if self.ndim == 1 else nodes  # as the costs take them, float32 on device
         m0 = np.asarray(problem.m0, dtype=np.float64).reshape(-1)
         self._cdf = torch.as_tensor(np.cumsum(m0) / m0.sum(), dtype=torch.float64, device=self.device)
+
+    @property
+    def xp(self) -> Any:
+        """The tables' array namespace (array_api_compat's torch); a property, so a ``Game`` pickles."""
+        import array_api_compat.torch as xp
+
+        return xp
 
     def _away_from_exits(self) -> np.ndarray:
         """Nodes not next to an exit face, boolean ``grid.shape``.

@@ -21,6 +21,7 @@ whose width is ``crowd_aversion / distance_cost``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from array_api_compat import array_namespace
 
 from mfg_rl.core import Grid, Hamiltonian, MFGProblem, TimeGrid
 from mfg_rl.problems.checks import check_cells, check_choice, check_real, normalised
+from mfg_rl.problems.costs import ZERO_COST
 from mfg_rl.problems.registry import register
 
 BOUNDARIES = ("periodic", "no_flux")
@@ -37,6 +39,22 @@ def beach_distance(x: Any, x_bar: float, periodic: bool) -> Any:
     """Distance to the bar: ``|x - x_bar|``, or its circular version on a periodic beach."""
     d = abs(x - x_bar)
     return 0.5 - abs(0.5 - d) if periodic else d
+
+
+@dataclass(frozen=True)
+class BeachCost:
+    """``distance_cost d(x, x_bar) + crowd_aversion log(m + crowd_eps)``, a picklable ``CostFn``."""
+
+    distance_cost: float
+    x_bar: float
+    periodic: bool
+    crowd_aversion: float
+    crowd_eps: float
+
+    def __call__(self, x: Any, m: Any) -> Any:
+        xp = array_namespace(m)
+        distance = beach_distance(x, self.x_bar, self.periodic)
+        return self.distance_cost * distance + self.crowd_aversion * xp.log(m + self.crowd_eps)
 
 
 @register("beach-bar-1d")
@@ -89,16 +107,8 @@ def beach_bar_1d(
         m0_width=check_real("m0_width", m0_width, 0.0, open_low=True),
     )
     periodic = boundary == "periodic"
-    bar, c_dist = params["x_bar"], params["distance_cost"]
-    c_crowd, eps = params["crowd_aversion"], params["crowd_eps"]
-
-    def running_cost(x: Any, m: Any) -> Any:
-        xp = array_namespace(m)
-        return c_dist * beach_distance(x, bar, periodic) + c_crowd * xp.log(m + eps)
-
-    def terminal_cost(x: Any, m: Any) -> Any:
-        return 0.0 * m
-
+    running_cost = BeachCost(params["distance_cost"], params["x_bar"], periodic, params["crowd_aversion"],
+                             params["crowd_eps"])
     grid = Grid(bounds=[(0.0, 1.0)], shape=params["Nx"], boundary=boundary)
     (x,) = grid.coordinates()
     r = beach_distance(x, params["m0_center"], periodic)
@@ -108,7 +118,7 @@ def beach_bar_1d(
         time=TimeGrid(T=params["T"], Nt=params["Nt"]),
         sigma=params["sigma"],
         running_cost=running_cost,
-        terminal_cost=terminal_cost,
+        terminal_cost=ZERO_COST,
         m0=normalised(m0, grid.cell_volume),
         hamiltonian=Hamiltonian(control_cost=params["control_cost"]),
         name="beach-bar-1d",

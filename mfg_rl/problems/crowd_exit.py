@@ -22,21 +22,16 @@ import numpy as np
 
 from mfg_rl.core import Grid, Hamiltonian, MFGProblem, TimeGrid
 from mfg_rl.problems.checks import check_cells, check_choice, check_real, normalised
+from mfg_rl.problems.costs import AffineCost
 from mfg_rl.problems.registry import register
 
 EXITS = {"right": ("no_flux", "exit"), "left": ("exit", "no_flux"), "both": ("exit", "exit")}
 
 
-def crowd_costs(time_cost: float, crowd_aversion: float, terminal_penalty: float) -> tuple:
+def crowd_costs(time_cost: float, crowd_aversion: float,
+                terminal_penalty: float) -> tuple[AffineCost, AffineCost]:
     """Running cost ``time_cost + crowd_aversion m`` and terminal cost ``terminal_penalty``."""
-
-    def running_cost(x: Any, m: Any) -> Any:
-        return time_cost + crowd_aversion * m
-
-    def terminal_cost(x: Any, m: Any) -> Any:
-        return 0.0 * m + terminal_penalty
-
-    return running_cost, terminal_cost
+    return AffineCost(time_cost, crowd_aversion), AffineCost(terminal_penalty, 0.0)
 
 
 def crowd_problem(name: str, grid: Grid, m0: np.ndarray, params: dict[str, Any]) -> MFGProblem:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -174,6 +175,22 @@ class LQExact:
         return -(self.a(t) * np.asarray(x, dtype=float) + self.b(t))
 
 
+@dataclass(frozen=True)
+class DistanceToMean:
+    """LQ cost ``weight/2 (x - attraction mean(m))^2`` with ``mean(m) = sum_i x_i m_i h``.
+
+    ``h`` is the cell width; a picklable ``CostFn`` (``lq-1d``'s running and terminal costs).
+    """
+
+    weight: float
+    attraction: float
+    h: float
+
+    def __call__(self, x: Any, m: Any) -> Any:
+        mean = (x * m).sum() * self.h
+        return 0.5 * self.weight * (x - self.attraction * mean) ** 2
+
+
 @register("lq-1d")
 def lq_1d(
     Nx: int = 201,
@@ -222,22 +239,14 @@ def lq_1d(
     h = grid.spacing[0]
     m0 = np.exp(-((grid.coordinates()[0] - mu0) ** 2) / (2 * v0))
 
-    def running_cost(x, m):  # noqa: ANN001, ANN202  (CostFn)
-        mean = (x * m).sum() * h
-        return 0.5 * q * (x - kappa * mean) ** 2
-
-    def terminal_cost(x, m):  # noqa: ANN001, ANN202  (CostFn)
-        mean = (x * m).sum() * h
-        return 0.5 * q_T * (x - kappa_T * mean) ** 2
-
     params = dict(Nx=Nx, Nt=Nt, q=q, q_T=q_T, kappa=kappa, kappa_T=kappa_T, sigma=sigma,
                   mu0=mu0, v0=v0, T=T, L=L)
     return MFGProblem(
         grid=grid,
         time=TimeGrid(T=T, Nt=Nt),
         sigma=sigma,
-        running_cost=running_cost,
-        terminal_cost=terminal_cost,
+        running_cost=DistanceToMean(q, kappa, h),
+        terminal_cost=DistanceToMean(q_T, kappa_T, h),
         m0=m0 / (m0.sum() * h),
         hamiltonian=Hamiltonian(),
         name="lq-1d",

@@ -34,6 +34,7 @@ hundreds of iterations); ``smoothing = 0.05`` switches the payoff over attendanc
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,7 @@ from array_api_compat import array_namespace
 
 from mfg_rl.core import Grid, Hamiltonian, MFGProblem, TimeGrid
 from mfg_rl.problems.checks import check_cells, check_real, normalised
+from mfg_rl.problems.costs import ZERO_COST
 from mfg_rl.problems.registry import register
 
 
@@ -54,6 +56,29 @@ def attendance(x: Any, m: Any, go_width: float, cell_volume: float) -> Any:
     """``A(m) = int go(x) m(x) dx`` over the last axis of ``m`` (kept, size 1, for broadcasting)."""
     xp = array_namespace(x, m)
     return xp.sum(go_probability(x, go_width) * m, axis=-1, keepdims=True) * cell_volume
+
+
+@dataclass(frozen=True)
+class BarCost:
+    """``f(x, m) = -go(x) P(A(m))`` of the module docstring, a picklable ``CostFn``.
+
+    ``h`` is the cell width of the attendance integral.
+    """
+
+    payoff_good: float
+    payoff_crowded: float
+    threshold: float
+    smoothing: float
+    go_width: float
+    h: float
+
+    def __call__(self, x: Any, m: Any) -> Any:
+        xp = array_namespace(x, m)
+        good, crowded = self.payoff_good, self.payoff_crowded
+        a = attendance(x, m, self.go_width, self.h)
+        switch = xp.tanh((a - self.threshold) / self.smoothing)
+        payoff = 0.5 * (good + crowded) - 0.5 * (good - crowded) * switch
+        return -go_probability(x, self.go_width) * payoff
 
 
 @register("santa-fe-bar")
@@ -111,19 +136,9 @@ def santa_fe_bar(
             f"payoff_crowded must be < payoff_good (a crowded bar pays less), "
             f"got payoff_crowded={crowded}, payoff_good={good}"
         )
-    theta, eps, width = params["threshold"], params["smoothing"], params["go_width"]
     grid = Grid(bounds=[(0.0, 1.0)], shape=params["Nx"], boundary="no_flux")
-    h = grid.cell_volume
-
-    def running_cost(x: Any, m: Any) -> Any:
-        xp = array_namespace(x, m)
-        a = attendance(x, m, width, h)
-        payoff = 0.5 * (good + crowded) - 0.5 * (good - crowded) * xp.tanh((a - theta) / eps)
-        return -go_probability(x, width) * payoff
-
-    def terminal_cost(x: Any, m: Any) -> Any:
-        return 0.0 * m
-
+    running_cost = BarCost(good, crowded, params["threshold"], params["smoothing"], params["go_width"],
+                           grid.cell_volume)
     (x,) = grid.coordinates()
     m0 = np.exp(-0.5 * ((x - params["m0_center"]) / params["m0_width"]) ** 2)
     return MFGProblem(
@@ -131,7 +146,7 @@ def santa_fe_bar(
         time=TimeGrid(T=params["T"], Nt=params["Nt"]),
         sigma=params["sigma"],
         running_cost=running_cost,
-        terminal_cost=terminal_cost,
+        terminal_cost=ZERO_COST,
         m0=normalised(m0, grid.cell_volume),
         hamiltonian=Hamiltonian(control_cost=params["control_cost"]),
         name="santa-fe-bar",
