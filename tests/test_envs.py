@@ -175,7 +175,7 @@ def test_vector_render_shows_the_crowd() -> None:
     envs = make_vec("mfg_rl/Crowd2D-v0", 5, render_mode="rgb_array")
     envs.reset(seed=0)
     frame = envs.render()
-    assert frame.shape == (256, 256, 3) and frame.dtype == np.uint8 and frame.std() > 0
+    assert frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8 and frame.std() > 0
 
 
 def test_equilibrium_policy_from_id_env_and_equilibrium_agree() -> None:

@@ -106,8 +106,9 @@ class MFGEnv(gymnasium.Env):
         return self.batch.observation()[0].numpy().astype(np.float32)
 
     def render(self) -> np.ndarray | None:
-        """The density over ``(x, t)`` (1D) or at ``t`` (2D) with the agent on it, HWC uint8."""
+        """The density over ``(t, x)`` (1D) or at ``t`` (2D) with the agent on it, HWC uint8
+        ``(render.HEIGHT, render.WIDTH, 3)``: axes, colour bar, the time in the title."""
         if self.render_mode != "rgb_array":
             return None
-        return render.frame(self.game.table[..., 0].numpy(), int(self.batch.level[0]),
-                            self.batch.x.numpy(), self.game.grid.bounds)
+        return render.frame(self.game.table[..., 0].numpy(), self.batch.level.numpy() * self.game.dt,
+                            self.batch.x.numpy(), self.game.grid.bounds, self.game.T)

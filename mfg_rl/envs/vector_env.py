@@ -158,13 +158,12 @@ class MFGVectorEnv(VectorEnv):
         return obs, result.reward, terminated, truncated, info
 
     def render(self) -> np.ndarray | None:
-        """The crowd's density with the agents on it (HWC uint8), in ``"rgb_array"`` mode."""
+        """The crowd's density with the agents still inside on it, each at its own time, HWC uint8
+        ``(render.HEIGHT, render.WIDTH, 3)`` in ``"rgb_array"`` mode (see ``render.frame``)."""
         if self.render_mode != "rgb_array":
             return None
-        return render.frame(self._density_levels(), int(self.batch.level[0]),
-                            self.batch.x.cpu().numpy(), self.game.grid.bounds)
-
-    def _density_levels(self) -> np.ndarray:
-        if self.batch.empirical:
-            return self.batch.table[..., 0].cpu().numpy().repeat(self.game.Nt + 1, axis=0)
-        return self.game.table[..., 0].cpu().numpy()
+        inside = self.batch.inside.cpu().numpy()
+        times = self.batch.level.cpu().numpy()[inside] * self.game.dt
+        density = self.batch.table[..., 0].cpu().numpy()  # all levels, or the N-player crowd now
+        return render.frame(density, times, self.batch.x.cpu().numpy()[inside], self.game.grid.bounds,
+                            self.game.T)
