@@ -3,23 +3,30 @@
 Example:
     $ mfg-rl --version
     $ mfg-rl backends          # installed backends, their devices, and the default choice
+    $ mfg-rl list              # the problems, their parameters and env ids
     $ mfg-rl train mfg_rl/LQ1D-v0          # PPO, ~2 min on a laptop CPU, TensorBoard logs in runs/
+    $ mfg-rl train lq-1d -p Nx=51          # the same game by its problem name, another grid
     $ mfg-rl bench runs/LQ1D-v0-ppo-best-response/version_0/checkpoints/last.ckpt
 
 A subcommand is added by a function ``_add_<name>(subparsers)`` that builds its parser
 and sets ``run=`` to a function ``(args) -> exit code``; it is listed in ``COMMANDS``.
+Exit codes: 0 done; 1 the library refused the request or the work failed; 2 the command
+line cannot be used as given. Every error is one line on stderr that says the fix.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
+from mfg_rl import cli_checks
 from mfg_rl._version import __version__
+from mfg_rl.cli_checks import UsageError
 
 # -- backends ---------------------------------------------------------------------------
 
@@ -85,8 +92,9 @@ def _run_backends(args: argparse.Namespace) -> int:
 
 def _add_list(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "list", help="list the catalogue's problems and their parameters",
-        description="List the named problems of mfg_rl.problems with their default parameters.",
+        "list", help="list the catalogue's problems, their parameters and env ids",
+        description="List the named problems of mfg_rl.problems with their default parameters and "
+        "the env id of each problem that has an environment (train takes either name).",
     )
     parser.set_defaults(run=_run_list)
 
@@ -94,9 +102,13 @@ def _add_list(subparsers: Any) -> None:
 def _run_list(args: argparse.Namespace) -> int:
     from mfg_rl import problems
 
+    envs = cli_checks.env_of_problem()
+    width = max(map(len, problems.names()))
     for name in problems.names():
         params = ", ".join(f"{k}={v}" for k, v in problems.parameters(name).items())
-        print(f"{name}\n    {params}")
+        env = f"env {envs[name]}" if name in envs else "no env (solve only)"
+        print(f"{name.ljust(width)}  {env}\n    {params}")
+    print("\nsolve: mfg-rl solve PROBLEM -p KEY=VALUE;  train: mfg-rl train PROBLEM|ENV_ID -p KEY=VALUE")
     return 0
 
 
@@ -104,18 +116,24 @@ def _run_list(args: argparse.Namespace) -> int:
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
-    """``k=v`` with ``v`` read as int, float, bool or string."""
+    """``k=v`` with ``v`` read as int, float, bool, None, a tuple (``v1,v2``) of those, or string."""
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--param takes key=value, got {text!r}")
+        raise argparse.ArgumentTypeError(f"takes KEY=VALUE, got {text!r}")
+    if "," in value:
+        return key, tuple(_parse_value(v.strip()) for v in value.split(","))
+    return key, _parse_value(value)
+
+
+def _parse_value(value: str) -> Any:
     for cast in (int, float):
         try:
-            return key, cast(value)
+            return cast(value)
         except ValueError:
             pass
     if value.lower() in ("true", "false"):
-        return key, value.lower() == "true"
-    return key, value
+        return value.lower() == "true"
+    return None if value.lower() == "none" else value
 
 
 def _add_solve(subparsers: Any) -> None:
@@ -123,7 +141,7 @@ def _add_solve(subparsers: Any) -> None:
         "solve", help="solve a catalogue problem to its Nash equilibrium",
         description="Solve NAME (see `mfg-rl list`), print a summary, optionally plot and save.",
     )
-    parser.add_argument("name", help="problem name, e.g. lq-1d")
+    parser.add_argument("name", help="problem name, e.g. lq-1d (or its env id)")
     parser.add_argument("--param", "-p", action="append", type=_parse_param, default=[],
                         metavar="KEY=VALUE", help="problem parameter (repeatable), e.g. Nx=401")
     parser.add_argument("--method", default="sequential", help="trajectory strategy")
@@ -140,8 +158,11 @@ def _add_solve(subparsers: Any) -> None:
 def _run_solve(args: argparse.Namespace) -> int:
     from mfg_rl import SolverError, problems, solve
 
+    name = cli_checks.problem_name(args.name)
+    cli_checks.writable_file(args.plot, "--plot")
+    cli_checks.writable_file(args.save, "--save")
     try:
-        problem = problems.make(args.name, **dict(args.param))
+        problem = problems.make(name, **dict(args.param))
         eq = solve(problem, method=args.method, coupling=args.coupling, backend=args.backend,
                    tol=args.tol, max_iter=args.max_iter, progress=not args.quiet)
     except (TypeError, ValueError, ImportError, SolverError) as exc:
@@ -162,49 +183,108 @@ def _run_solve(args: argparse.Namespace) -> int:
 # -- train, bench ---------------------------------------------------------------------------
 
 
+def _hyperparameter_table() -> str:
+    """``train --help``'s epilog: every hyperparameter with its PPO default (and A2C's where it differs)."""
+    import dataclasses
+
+    from mfg_rl.agents.config import defaults
+
+    ppo, a2c = defaults("ppo"), defaults("a2c")
+    lines = ["hyperparameters (--hparam KEY=VALUE, repeatable; defaults of ppo, a2c's where it differs;",
+             "documented in mfg_rl.agents.config.Hyperparameters):"]
+    for field in dataclasses.fields(ppo):
+        value, other = getattr(ppo, field.name), getattr(a2c, field.name)
+        shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        lines.append(f"  {field.name}={shown}" + ("" if other == value else f"  (a2c: {other})"))
+    return "\n".join(lines)
+
+
 def _add_train(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "train", help="train a PPO/A2C agent on an environment and score it against the equilibrium",
-        description="Train on ENV_ID (e.g. mfg_rl/LQ1D-v0), log to TensorBoard, checkpoint, and end "
-        "with exploitability before/after, value gap, density L1 and the paths of logs and report.",
+        description="Train on ENV (an env id such as mfg_rl/LQ1D-v0, or its problem name such as\n"
+        "lq-1d; see `mfg-rl list`), log to TensorBoard, checkpoint, and end with exploitability\n"
+        "before/after, value gap, density L1 and the paths of logs and report.",
+        epilog=_hyperparameter_table(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("env_id", help="registered id, e.g. mfg_rl/LQ1D-v0 (see mfg_rl.envs.env_ids())")
-    parser.add_argument("--algo", choices=("ppo", "a2c"), default="ppo")
-    parser.add_argument("--regime", choices=("best-response", "fictitious-play"), default="best-response")
+    parser.add_argument("env", metavar="ENV", help="env id (mfg_rl/LQ1D-v0) or problem name (lq-1d)")
+    parser.add_argument("--algo", choices=("ppo", "a2c"), default="ppo",
+                        help="learning algorithm (default: %(default)s)")
+    parser.add_argument("--regime", choices=("best-response", "fictitious-play"), default="best-response",
+                        help="crowd frozen at the equilibrium, or the average of the learned crowds "
+                        "(default: %(default)s)")
     parser.add_argument("--steps", type=int, default=None, help="env-step budget (default: per env, ~2 min)")
-    parser.add_argument("--num-envs", type=int, default=128, help="agents per process")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--logdir", default="runs", help="TensorBoard root directory")
+    parser.add_argument("--num-envs", type=int, default=128, help="agents per process (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of weights, envs and sampling (default: %(default)s)")
+    parser.add_argument("--logdir", default="runs", help="TensorBoard root directory (default: %(default)s)")
     parser.add_argument("--device", default=None, help="torch device: cpu, cuda, cuda:1, mps (default: best)")
     parser.add_argument("--devices", default="1",
                         help="Lightning devices (processes), e.g. 2 with --strategy ddp")
     parser.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
     parser.add_argument("--num-nodes", type=int, default=1)
-    parser.add_argument("--ckpt-path", default=None, help="resume this checkpoint")
+    parser.add_argument("--ckpt-path", default=None,
+                        help="resume this checkpoint (same env, problem parameters, algo, regime, num-envs)")
     parser.add_argument("--env-param", "-p", action="append", type=_parse_param, default=[],
                         metavar="KEY=VALUE", help="environment/problem parameter (repeatable), e.g. Nx=51")
     parser.add_argument("--hparam", action="append", type=_parse_param, default=[], metavar="KEY=VALUE",
-                        help="hyperparameter override (repeatable), e.g. learning_rate=3e-4")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+                        help="hyperparameter override (repeatable), e.g. learning_rate=3e-4; listed below")
+    parser.add_argument("--quiet", action="store_true", help="no progress messages or bars")
     parser.set_defaults(run=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
     from mfg_rl import SolverError
     from mfg_rl.agents import train
+    from mfg_rl.agents.config import hyperparameters
+    from mfg_rl.agents.resume import RunSettings
 
+    env_id = cli_checks.env_id(args.env)
+    device = cli_checks.device(args.device)
+    cli_checks.writable_folder(args.logdir, "--logdir")
+    env_kwargs, overrides = dict(args.env_param), dict(args.hparam)
     devices: int | str = int(args.devices) if args.devices.isdigit() else args.devices
     try:
-        result = train(args.env_id, algo=args.algo, regime=args.regime, steps=args.steps,
-                       num_envs=args.num_envs, seed=args.seed, logdir=args.logdir, device=args.device,
-                       progress=not args.quiet, ckpt_path=args.ckpt_path, env_kwargs=dict(args.env_param),
-                       devices=devices, strategy=args.strategy, num_nodes=args.num_nodes, **dict(args.hparam))
+        if args.ckpt_path is not None:
+            hidden = hyperparameters(args.algo, overrides).hidden
+            cli_checks.resume(args.ckpt_path, RunSettings(env_id, env_kwargs, args.algo, args.regime,
+                                                          args.num_envs, hidden), "train")
+        _prepare_equilibrium(env_id, env_kwargs, args.quiet)
+        if not args.quiet:
+            print(f"mfg-rl train: {args.algo} on {env_id} with {args.num_envs} agents; starting Lightning "
+                  "and scoring the initial policy", file=sys.stderr)
+        result = train(env_id, algo=args.algo, regime=args.regime, steps=args.steps,
+                       num_envs=args.num_envs, seed=args.seed, logdir=args.logdir, device=device,
+                       progress=not args.quiet, ckpt_path=args.ckpt_path, env_kwargs=env_kwargs,
+                       devices=devices, strategy=args.strategy, num_nodes=args.num_nodes, **overrides)
     except (TypeError, ValueError, ImportError, SolverError, FileNotFoundError) as exc:
         print(f"mfg-rl train: {exc}", file=sys.stderr)
         return 1
     if result.after is not None:
         print(result.summary())
     return 0
+
+
+def _prepare_equilibrium(env_id: str, env_kwargs: dict[str, Any], quiet: bool) -> None:
+    """Make ``env_id`` once so that its equilibrium is in the cache before training; a solve that
+    is needed (the first use of these parameters) is announced, with a progress bar."""
+    import gymnasium
+    from tqdm.auto import tqdm
+
+    from mfg_rl.paths import default_cache_dir
+    from mfg_rl.solvers.callbacks import Callback
+
+    problem = cli_checks.problem_name(env_id)
+    params = "".join(f" {k}={v}" for k, v in env_kwargs.items())
+
+    class Announce(Callback):
+        def on_start(self, max_iter: int, tol: float) -> None:
+            if not quiet:  # through tqdm: the solve's progress bar is already on the line
+                tqdm.write(f"mfg-rl train: solving the equilibrium of {problem}{params} (first use; cached "
+                           f"after in {default_cache_dir()})", file=sys.stderr)
+
+    options = {"progress": not quiet, "callbacks": [Announce()]}
+    gymnasium.make_vec(env_id, num_envs=1, device="cpu", **{**env_kwargs, "solve_options": options}).close()
 
 
 def _add_bench(subparsers: Any) -> None:
@@ -222,8 +302,10 @@ def _run_bench(args: argparse.Namespace) -> int:
     from mfg_rl import SolverError
     from mfg_rl.agents import bench
 
+    cli_checks.checkpoint(args.checkpoint)
+    device = cli_checks.device(args.device)
     try:
-        agent, score = bench(args.checkpoint, device=args.device)
+        agent, score = bench(args.checkpoint, device=device)
     except (TypeError, ValueError, ImportError, SolverError, FileNotFoundError, KeyError) as exc:
         print(f"mfg-rl bench: {exc}", file=sys.stderr)
         return 1
@@ -238,14 +320,21 @@ def _run_bench(args: argparse.Namespace) -> int:
 COMMANDS: tuple[Callable[[Any], None], ...] = (_add_backends, _add_list, _add_solve, _add_train, _add_bench)
 
 
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line that points to ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``mfg-rl`` argument parser with every subcommand in ``COMMANDS``."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mfg-rl",
         description="Mean-field games solved to their Nash equilibrium, as RL environments.",
     )
     parser.add_argument("--version", action="version", version=f"mfg-rl {__version__}")
-    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
     for add in COMMANDS:
         add(subparsers)
     return parser
@@ -261,4 +350,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
-    return int(args.run(args))
+    try:
+        code = int(args.run(args))
+        sys.stdout.flush()  # a reader that went away (mfg-rl list | head) shows here, not at exit
+        return code
+    except UsageError as exc:
+        print(f"{parser.prog} {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # stop quietly; stdout goes nowhere so that the exit flush cannot fail
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

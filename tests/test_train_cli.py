@@ -49,7 +49,7 @@ def test_train_cli_writes_the_scalars_the_table_and_the_report(tmp_path: Path,
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert cli.main(["bench", str(tmp_path / "missing.ckpt")]) == 1
+    assert cli.main(["bench", str(tmp_path / "missing.ckpt")]) == 2  # a usage error: see test_cli_journey
     assert "mfg-rl bench: no checkpoint" in capsys.readouterr().err
     assert cli.main(["train", "mfg_rl/LQ1D-v0", "--steps", "0", "--logdir", str(tmp_path)]) == 1
     assert "steps must be an integer >= 1" in capsys.readouterr().err

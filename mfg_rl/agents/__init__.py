@@ -8,7 +8,8 @@ Files, each one idea: ``config`` (hyperparameters and their references), ``netwo
 (normaliser, Gaussian actor, critic), ``rollout`` (collection, GAE), ``losses`` (PPO/A2C),
 ``regimes`` (best response, fictitious play), ``module`` (the LightningModule, with
 ``progress``), ``training`` (``train``, the entry point), ``checkpoints`` (saved agents back to
-policies, ``bench``), ``reporting`` (the figure).
+policies, ``bench``), ``resume`` (checkpoints read safely; a resume that would mix two runs is
+refused), ``reporting`` (the figure).
 
 Example:
     >>> from mfg_rl.agents import train                                    # doctest: +SKIP

@@ -13,6 +13,7 @@ from typing import Any
 
 from mfg_rl.agents.config import hyperparameters
 from mfg_rl.agents.regimes import check_regime
+from mfg_rl.agents.resume import RunSettings, check_resume
 
 DEFAULT_STEPS = {"mfg_rl/LQ1D-v0": 1_000_000, "mfg_rl/CrowdExit1D-v0": 1_500_000}
 """Default budgets (env steps): about two minutes on a 2-core laptop CPU."""
@@ -143,7 +144,9 @@ def train(
         logdir: root of the TensorBoard runs (``logdir/<env>-<algo>-<regime>/version_k``).
         device: torch device of env and networks (default: CUDA, MPS, CPU).
         progress: show a progress bar over env steps.
-        ckpt_path: resume this checkpoint (same run: step counters, normaliser, env RNG).
+        ckpt_path: resume this checkpoint (same run: step counters, normaliser, env RNG); a
+            checkpoint of another env, problem, algo, regime, ``num_envs`` or ``hidden`` is refused
+            (``ValueError`` naming each difference).
         devices, strategy, num_nodes: Lightning's data parallelism, e.g. ``devices=2,
             strategy="ddp"`` (gloo on CPU): one process per device, envs seeded by rank.
         ckpt_every: write ``checkpoints/last.ckpt`` every this many iterations (and at the end).
@@ -168,6 +171,8 @@ def train(
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     env_kwargs = dict(env_kwargs or {})
+    if ckpt_path is not None:
+        check_resume(ckpt_path, RunSettings(env_id, env_kwargs, algo, regime, num_envs, params.hidden))
 
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
