@@ -8,6 +8,7 @@ from typing import Any
 
 from mfg_rl.agents.config import hyperparameters
 from mfg_rl.agents.networks import ActorCritic, ObservationPolicy
+from mfg_rl.agents.resume import RUN_FIELDS, read_checkpoint
 
 
 @dataclass
@@ -42,25 +43,10 @@ def load_agent(checkpoint: str | Path, device: Any = "cpu") -> LoadedAgent:
         ... # doctest: +SKIP
         >>> alpha = agent.policy(t, x)  # doctest: +SKIP
     """
-    import torch
-
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    import pickle
-
-    try:  # tensors, numbers and strings only: nothing in a checkpoint runs code
-        state = torch.load(path, map_location=device, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError) as exc:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        reason = next((line for line in lines if "error:" in line), lines[0] if lines else type(exc).__name__)
-        raise ValueError(f"{path} is not a loadable mfg_rl.agents checkpoint: {reason}") from None
-    if "mfg_rl" not in state or "hyper_parameters" not in state:
-        raise ValueError(f"{path} is not an mfg_rl.agents checkpoint (no run state)")
+    state = read_checkpoint(checkpoint)  # on the CPU: the crowd goes through numpy, the model moves below
     hp = state["hyper_parameters"]
     run = state["mfg_rl"]
-    known = {"env_id", "algo", "regime", "num_envs", "seed", "iterations", "env_kwargs", "spaces"}
-    params = hyperparameters(hp["algo"], {k: v for k, v in hp.items() if k not in known})
+    params = hyperparameters(hp["algo"], {k: v for k, v in hp.items() if k not in RUN_FIELDS})
     env = make_env(hp["env_id"], 1, device, dict(hp.get("env_kwargs") or {}))
     env.set_crowd(run["crowd"].double().numpy())
     obs_dim, act_dim, max_action = hp["spaces"]
