@@ -122,17 +122,33 @@ def test_step_before_reset_and_after_the_end_raise() -> None:
 def test_out_of_bound_actions_are_clipped_and_counted() -> None:
     env = make("mfg_rl/LQ1D-v0").unwrapped
     env.reset(seed=0)
-    limit = env.action_space.high[0]
-    _, reward_big, *_, info = env.step(np.array([10 * limit], dtype=np.float32))
+    assert env.action_space.high[0] == 1.0 and env.action_scale == env.game.max_action == 4.0
+    _, reward_big, *_, info = env.step(np.array([10.0], dtype=np.float32))
     assert info["clipped"] and env.clipped_actions == 1
-    _, _, _, _, info = env.step(np.array([0.5 * limit], dtype=np.float32))
+    _, _, _, _, info = env.step(np.array([1.0], dtype=np.float32))  # at the bound: not clipped
     assert not info["clipped"] and info["clipped_total"] == 1
     # the equilibrium control is admissible (LQ has no exits: everywhere)
-    assert np.abs(env.game.controls).max() <= limit
+    assert np.abs(env.game.controls).max() <= env.game.max_action
     crowd = make("mfg_rl/CrowdExit1D-v0").unwrapped.game
-    interior = np.abs(crowd.controls[:, :-1]).max()
-    assert interior <= crowd.max_action < 5 * interior + 1.0
+    # the documented speed leaves the crowd's equilibrium control alone; the crowd walks at ~1.5
+    assert crowd.clipped_fraction(crowd.max_action) < 1e-3 < crowd.clipped_fraction(1.0)
     assert crowd.max_action * crowd.dt > 0.5 * crowd.grid.spacing[0]  # the exit cell still empties
+
+
+def test_raw_actions_are_the_control() -> None:
+    """``normalize_actions=False``: the action is alpha itself; the same step as ``alpha / max_action``."""
+    raw = make("mfg_rl/CrowdExit1D-v0", normalize_actions=False).unwrapped
+    scaled = make("mfg_rl/CrowdExit1D-v0").unwrapped
+    assert raw.action_space.high[0] == raw.game.max_action == 5.0 and raw.action_scale == 1.0
+    raw.reset(seed=3)
+    scaled.reset(seed=3)
+    for alpha in (2.0, -5.0, 7.0):
+        a = raw.step(np.array([alpha], dtype=np.float32))
+        b = scaled.step(np.array([alpha / 5.0], dtype=np.float32))
+        np.testing.assert_allclose(a[0], b[0], rtol=1e-6)
+        assert a[1] == pytest.approx(b[1], rel=1e-6) and a[4]["clipped"] == b[4]["clipped"] == (alpha == 7.0)
+    with pytest.raises(TypeError, match="normalize_actions"):
+        make("mfg_rl/LQ1D-v0", normalize_actions="yes")
 
 
 def test_vector_env_contract() -> None:
@@ -223,7 +239,7 @@ def test_equilibrium_control_earns_minus_the_value_function_lq() -> None:
     envs = gymnasium.make_vec("mfg_rl/LQ1D-v0", num_envs=20_000, device="cpu", solve_options=FAST,
                               Nx=101, Nt=50)
     eq = envs.unwrapped.equilibrium
-    returns = run_policy(envs, equilibrium_policy(eq), seed=0)
+    returns = run_policy(envs, equilibrium_policy(envs), seed=0)
     mean, error = float(returns.mean()), float(returns.std()) / len(returns) ** 0.5
     target = pde_value(eq)
     assert abs(mean - target) <= 3 * error + 0.02 * abs(target), (mean, target, error)
@@ -237,7 +253,7 @@ def test_crowd_exit_return_and_value_converge_together_in_dt() -> None:
         envs = gymnasium.make_vec("mfg_rl/CrowdExit1D-v0", num_envs=20_000, device="cpu",
                                   solve_options=FAST, Nx=100, Nt=nt)
         eq = envs.unwrapped.equilibrium
-        returns = run_policy(envs, equilibrium_policy(eq), seed=1)
+        returns = run_policy(envs, equilibrium_policy(envs), seed=1)
         gaps.append(abs(float(returns.mean()) - pde_value(eq)))
         error = float(returns.std()) / len(returns) ** 0.5
         assert error < 0.1 * gaps[-1]
@@ -266,7 +282,7 @@ def test_empirical_population_approaches_the_equilibrium_as_n_grows() -> None:
         envs = gymnasium.make_vec("mfg_rl/LQ1D-v0", num_envs=n, device="cpu", solve_options=FAST,
                                   Nx=101, Nt=20, population="empirical")
         eq = envs.unwrapped.equilibrium
-        policy = equilibrium_policy(eq)
+        policy = equilibrium_policy(envs)
         obs, _ = envs.reset(seed=0)
         for _ in range(eq.problem.time.Nt):
             obs, _, terminated, _, info = envs.step(policy.act(obs))

@@ -223,7 +223,7 @@ def test_equilibrium_control_earns_minus_the_value_function_power_law():
     envs = MFGVectorEnv(problem, num_envs=20_000, device="cpu", solve_options={"progress": False,
                                                                               "backend": "numpy"})
     eq = envs.equilibrium
-    returns = run_policy(envs, equilibrium_policy(eq), seed=0)
+    returns = run_policy(envs, equilibrium_policy(envs), seed=0)
     mean, error = float(returns.mean()), float(returns.std()) / len(returns) ** 0.5
     target = pde_value(eq)
     assert abs(mean - target) <= 3 * error + 0.02 * abs(target), (mean, target, error)
@@ -236,7 +236,7 @@ def _quadratic_cost(x, m):
 def test_bounded_controls_bound_the_env_actions():
     envs = MFGVectorEnv("crowd-walk-1d", num_envs=64, device="cpu", Nx=40, Nt=10,
                         solve_options={"progress": False, "backend": "numpy"})
-    assert envs.single_action_space.high[0] == pytest.approx(0.6)
+    assert envs.game.max_action == pytest.approx(0.6) and envs.single_action_space.high[0] == 1.0
     envs.reset(seed=0)
     *_, info = envs.step(torch.full((64, 1), 5.0))
     assert bool(info["clipped"].all())

@@ -27,12 +27,20 @@ class LoadedAgent:
 
 
 def make_env(env_id: str, num_envs: int, device: Any, env_kwargs: dict[str, Any]) -> Any:
-    """``gymnasium.make_vec(env_id, num_envs, device, **env_kwargs)``, the ids registered."""
+    """``gymnasium.make_vec(env_id, num_envs, device, normalize_actions=False, **env_kwargs)``.
+
+    The agents act in the game's control units (the raw ``alpha``, bounded by the env's
+    ``max_action``): their defaults (``log_std_init``) are set for that scale, and their policies
+    are scored as ``policy(t, x) -> alpha``.
+    """
     import gymnasium
 
     import mfg_rl  # noqa: F401  (registers the ids)
 
-    return gymnasium.make_vec(env_id, num_envs=num_envs, device=device, **env_kwargs)
+    if "normalize_actions" in env_kwargs:
+        raise ValueError("env_kwargs must not set normalize_actions: the agents act with the raw control "
+                         "alpha (normalize_actions=False); remove it")
+    return gymnasium.make_vec(env_id, num_envs=num_envs, device=device, normalize_actions=False, **env_kwargs)
 
 
 def load_agent(checkpoint: str | Path, device: Any = "cpu") -> LoadedAgent:

@@ -1,7 +1,7 @@
 """A batch of representative agents moving in a crowd: the one stepper both environments use.
 
-For each agent at level ``n`` and position ``X`` (``(N, d)``), with action ``alpha`` clipped
-to ``[-a_max, a_max]^d``:
+For each agent at level ``n`` and position ``X`` (``(N, d)``), with control ``alpha`` the
+action times ``action_scale``, clipped to ``[-a_max, a_max]^d``:
 
     reward = -( L(X, alpha, m^n(X)) + F^n(X) ) dt                        (running cost)
     X'     = X + alpha dt + sigma sqrt(dt) xi,   xi ~ N(0, I)            (Euler-Maruyama)
@@ -44,7 +44,7 @@ class AgentBatch:
     """
 
     def __init__(self, game: Game, num_agents: int, population: str = "equilibrium",
-                 bandwidth: Any = "scott") -> None:
+                 bandwidth: Any = "scott", action_scale: float = 1.0) -> None:
         import torch
 
         if isinstance(num_agents, bool) or not isinstance(num_agents, int) or num_agents < 1:
@@ -55,6 +55,7 @@ class AgentBatch:
         self.n = num_agents
         self.population = population
         self.bandwidth = bandwidth
+        self.action_scale = action_scale
         self.device = game.device
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(0)
@@ -136,7 +137,7 @@ class AgentBatch:
         import torch
 
         game = self.game
-        alpha, clipped = game.admissible(action)
+        alpha, clipped = game.admissible(action, self.action_scale)
         reward = game.lagrangian(self.x, alpha, self.here[0]).add_(self.here[1]).mul_(-game.dt)
         moved = torch.randn(self.x.shape, generator=self.generator, device=self.device, dtype=self.x.dtype)
         moved = moved.mul_(game.sigma * game.dt**0.5).add_(alpha, alpha=game.dt).add_(self.x)

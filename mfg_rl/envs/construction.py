@@ -41,15 +41,29 @@ def resolve_equilibrium(problem: str | MFGProblem | None, equilibrium: Equilibri
 
 
 def observation_space(game: Game) -> spaces.Box:
-    """``[t/T, x_1..x_d, m(t, x)]`` in ``[0, 1] x box x [0, inf)``, float32."""
+    """``[t/T, x_1..x_d, m(t, x)]`` in ``[0, 1] x box x [0, 1/h^d]``, float32.
+
+    ``1/h^d`` (``h^d`` the cell volume) bounds every crowd the env can show: each is a
+    sub-probability density on the grid (``Game.crowd_table``; the N-player KDE integrates to
+    the fraction inside), and interpolation stays within its node values.
+    """
     low = np.array([0.0, *game.low, 0.0], dtype=np.float32)
-    high = np.array([1.0, *game.high, np.inf], dtype=np.float32)
+    high = np.array([1.0, *game.high, 1.0 / game.grid.cell_volume], dtype=np.float32)
     return spaces.Box(low, high, dtype=np.float32)
 
 
-def action_space(game: Game) -> spaces.Box:
-    """The control ``alpha`` in ``[-a_max, a_max]^d``, float32."""
-    return spaces.Box(-game.max_action, game.max_action, shape=(game.ndim,), dtype=np.float32)
+def action_space(game: Game, normalize_actions: bool) -> spaces.Box:
+    """float32 ``[-1, 1]^d`` (the control is ``max_action`` times the action) or, with
+    ``normalize_actions=False``, the control ``alpha`` itself in ``[-max_action, max_action]^d``."""
+    bound = 1.0 if normalize_actions else game.max_action
+    return spaces.Box(-bound, bound, shape=(game.ndim,), dtype=np.float32)
+
+
+def action_scale(game: Game, normalize_actions: bool) -> float:
+    """The control per unit of action: ``max_action`` for normalised actions, else 1."""
+    if not isinstance(normalize_actions, bool):
+        raise TypeError(f"normalize_actions must be True or False, got {normalize_actions!r}")
+    return game.max_action if normalize_actions else 1.0
 
 
 def checked_actions(action: Any, num_envs: int, ndim: int, device: Any) -> Any:

@@ -17,6 +17,7 @@ law ``m0`` to sample from.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -38,11 +39,15 @@ class Game:
     Args:
         eq: the computed equilibrium.
         device: torch device of the tables and of the agents.
-        max_action: bound of each action component; default ``2 max|alpha*|`` over the
-            equilibrium (at least 1) at nodes not next to an exit, so the equilibrium control
-            is admissible everywhere except in the cell at an exit, where clipping it still
-            takes the agent out within the step. With bounded controls (the Hamiltonian's
-            ``max_speed``) it is that speed, and ``|alpha| <= max_speed`` is enforced.
+        max_action: the game's maximal speed, the bound of each control component
+            ``|alpha_k| <= max_action``. With bounded controls (the Hamiltonian's ``max_speed``)
+            the default is that speed, and ``|alpha| <= max_speed`` is enforced; otherwise it is
+            twice the speed ``crowd_speed(0.999)`` that 99.9% of the equilibrium crowd stays
+            under (at least 1). Either way a ``UserWarning`` says when the bound clips the
+            equilibrium control of more than 0.1% of the crowd (its returns would then not be
+            the PDE's). Both leave out the cells at an exit, where the scheme's control
+            ``~ 2u/h`` is an artefact; the warning also every node within ``max_action dt`` of
+            an exit, from which a clipped control still takes the agent out within the step.
     """
 
     def __init__(self, eq: Equilibrium, device: Any = "cpu", max_action: float | None = None) -> None:
@@ -64,8 +69,7 @@ class Game:
         self.controls = equilibrium_controls(eq)
         self.max_speed = problem.hamiltonian.max_speed
         if max_action is None:
-            max_action = self.max_speed or max(
-                1.0, 2.0 * float(np.abs(self.controls[:, self._away_from_exits()]).max()))
+            max_action = self.max_speed or max(1.0, 2.0 * self.crowd_speed(0.999))
         if not (isinstance(max_action, (int, float)) and math.isfinite(max_action) and max_action > 0):
             raise ValueError(f"max_action must be a finite number > 0, got {max_action!r}")
         if self.max_speed is not None and max_action > self.max_speed * (1.0 + 1e-12):
@@ -73,6 +77,12 @@ class Game:
                              f"{self.max_speed:g}: controls beyond it are not admissible; use max_action <= "
                              "max_speed")
         self.max_action = float(max_action)
+        clipped = self.clipped_fraction(self.max_action)
+        if clipped > 1e-3:
+            warnings.warn(f"max_action={self.max_action:g} clips the equilibrium control of {clipped:.2%} of "
+                          f"the crowd, so the env's returns are not the PDE's; 99.9% of the crowd moves "
+                          f"at most at {self.crowd_speed(0.999):.3g}: pass a max_action above it",
+                          UserWarning, stacklevel=2)
         self.table = self._tensor(self._equilibrium_table())
         nodes = tuple(self._tensor(a) for a in self.grid.mesh())
         self.nodes = nodes[0] if self.ndim == 1 else nodes  # as the costs take them, float32 on device
@@ -86,20 +96,50 @@ class Game:
 
         return xp
 
-    def _away_from_exits(self) -> np.ndarray:
-        """Nodes not next to an exit face, boolean ``grid.shape``.
+    def _away_from_exits(self, reach: float = 0.0) -> np.ndarray:
+        """Nodes farther than ``reach`` from every exit face and not in a cell at an exit,
+        boolean ``grid.shape``.
 
-        Next to an exit the scheme's control is ``~ 2 u / h`` (the exit is half a cell away):
-        a discretisation artefact that would otherwise set the action bound.
+        Next to an exit the scheme's control is ``~ u / distance``: a discretisation artefact
+        that would otherwise set the action bound.
         """
         keep = np.ones(self.grid.shape, dtype=bool)
-        for d, (low_kind, high_kind) in enumerate(self.grid.boundary):
-            index = [slice(None)] * self.ndim
-            for kind, end in ((low_kind, 0), (high_kind, -1)):
-                if kind == "exit":
-                    index[d] = end
-                    keep[tuple(index)] = False
+        for d, ((low_kind, high_kind), (lo, hi)) in enumerate(zip(self.grid.boundary, self.grid.bounds,
+                                                                  strict=True)):
+            x = self.grid.coordinates()[d]
+            limit = max(reach, 0.5 * self.grid.spacing[d]) * (1.0 + 1e-9)
+            near = np.zeros(x.shape, dtype=bool)
+            if low_kind == "exit":
+                near |= x - lo <= limit
+            if high_kind == "exit":
+                near |= hi - x <= limit
+            shape = [1] * self.ndim
+            shape[d] = x.size
+            keep &= ~near.reshape(shape)
         return keep
+
+    def _crowd_speeds(self, reach: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """``(speed, weight)`` flat over all levels and the nodes ``_away_from_exits(reach)``: the
+        equilibrium's ``max_k |alpha*_k|`` and the crowd's share there, ``m^n_i / sum m``."""
+        away = self._away_from_exits(reach)
+        speed = np.abs(self.controls).max(axis=-1)[:, away]
+        mass = np.clip(self.eq.m.numpy(), 0.0, None)
+        return speed.ravel(), (mass[:, away] / mass.sum()).ravel()
+
+    def crowd_speed(self, fraction: float) -> float:
+        """The speed ``max_k |alpha*_k|`` that ``fraction`` of the equilibrium crowd (weighted by
+        ``m`` over all levels, exit cells left out) stays under, e.g. ``crowd_speed(0.999)``."""
+        speed, weight = self._crowd_speeds()
+        order = np.argsort(speed)
+        index = np.searchsorted(np.cumsum(weight[order]), fraction * weight.sum())
+        return float(speed[order][min(index, speed.size - 1)])
+
+    def clipped_fraction(self, bound: float) -> float:
+        """Share of the equilibrium crowd (weighted as in ``crowd_speed``) whose control has a
+        component beyond ``bound``, left out the nodes within ``bound dt`` of an exit, from which
+        the clipped control still takes the agent out within the step."""
+        speed, weight = self._crowd_speeds(bound * self.dt)
+        return float(weight[speed > bound * (1.0 + 1e-6)].sum())
 
     def _tensor(self, array: np.ndarray) -> Any:
         import torch
@@ -110,13 +150,21 @@ class Game:
         return self.crowd_table(self.eq.m.numpy())
 
     def crowd_table(self, m: np.ndarray) -> np.ndarray:
-        """Channels ``(m, F)`` of a crowd ``m`` ``(Nt+1, *space)``: shape ``(Nt+1, *space, C)``."""
+        """Channels ``(m, F)`` of a crowd ``m`` ``(Nt+1, *space)``: shape ``(Nt+1, *space, C)``.
+
+        Every level is a sub-probability density, ``h^d sum_i m_i <= 1``, so ``m <= 1/h^d``: the
+        bound of the density observation.
+        """
         problem = self.problem
         m = np.asarray(m, dtype=np.float64)
         if m.shape != (self.Nt + 1, *self.grid.shape) or not np.all(np.isfinite(m)) or np.any(m < 0):
             raise ValueError(
                 f"crowd m must be a finite, non-negative array of shape {(self.Nt + 1, *self.grid.shape)}"
             )
+        mass = m.reshape(m.shape[0], -1).sum(axis=1) * self.grid.cell_volume
+        if np.any(mass > 1.0 + 1e-6):
+            raise ValueError(f"crowd m must have mass h^d sum(m) <= 1 at every level, got up to "
+                             f"{mass.max():.6g}")
         cost = np.empty_like(m)
         for n in range(self.Nt):
             cost[n] = problem.evaluate_cost(problem.running_cost, m[n + 1])
@@ -148,14 +196,18 @@ class Game:
             return self.problem.hamiltonian.lagrangian(x[:, 0], alpha[:, 0], m)
         return self.problem.hamiltonian.lagrangian(tuple(x.unbind(1)), tuple(alpha.unbind(1)), m)
 
-    def admissible(self, action: Any) -> tuple[Any, Any]:
-        """``(alpha, clipped)``: ``action`` ``(N, d)`` clipped to ``[-max_action, max_action]^d`` and,
-        with a ``max_speed`` in 2D/3D, into the ball ``|alpha| <= max_speed``."""
+    def admissible(self, action: Any, scale: float = 1.0) -> tuple[Any, Any]:
+        """``(alpha, clipped)``: the control ``alpha = scale * action`` of ``action`` ``(N, d)``,
+        clipped to ``[-max_action, max_action]^d`` (compared in the action's units, so an action
+        exactly at the bound is not clipped) and, with a ``max_speed`` in 2D/3D, into the ball
+        ``|alpha| <= max_speed``. ``clipped`` ``(N,)`` flags the actions that were changed."""
         import torch
 
-        limit = self.max_action
+        limit = self.max_action / scale
         clipped = torch.any(torch.abs(action) > limit, dim=1)
         alpha = torch.clamp(action, -limit, limit)
+        if scale != 1.0:
+            alpha = alpha * scale
         if self.max_speed is not None and self.ndim > 1:
             norm = torch.linalg.vector_norm(alpha, dim=1, keepdim=True)
             outside = norm > self.max_speed

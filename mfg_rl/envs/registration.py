@@ -11,6 +11,20 @@ ENVIRONMENTS = {
 }
 """Env id (without the namespace) -> catalogue problem."""
 
+MAX_SPEED = {
+    "LQ1D-v0": 4.0,
+    "CrowdExit1D-v0": 5.0,
+    "SantaFeBar-v0": 1.0,
+    "BeachBar1D-v0": 5.0,
+    "Crowd2D-v0": 5.0,
+}
+"""Env id -> the game's maximal speed per axis, ``|alpha_k| <= max_action``: an action ``a`` in
+``[-1, 1]^d`` is the control ``alpha = max_action a``. Chosen at the default parameters as a
+round number above the equilibrium speed of the whole crowd: ``|alpha*|`` reaches 3.75 (LQ1D,
+at the box's edges), 2.5 (CrowdExit1D, 99.9% of the crowd; only stragglers at the horizon
+run faster), 0.53 (SantaFeBar), 2.7 (BeachBar1D), 2.2 (Crowd2D, 99.9%). The same for every
+grid; an env warns if it clips the equilibrium control of more than 0.1% of its crowd."""
+
 NAMESPACE = "mfg_rl"
 
 
@@ -31,5 +45,5 @@ def register_envs() -> None:
             id=env_id,
             entry_point="mfg_rl.envs.single_env:MFGEnv",
             vector_entry_point="mfg_rl.envs.vector_env:MFGVectorEnv",
-            kwargs={"problem": problem},
+            kwargs={"problem": problem, "max_action": MAX_SPEED[name]},
         )

@@ -17,9 +17,11 @@ from mfg_rl.solvers import Equilibrium
 class MFGEnv(gymnasium.Env):
     """A representative agent of a mean-field game, living in its Nash equilibrium crowd.
 
-    State ``(t, x)``; action the control ``alpha`` (float32 ``Box(-a_max, a_max, (d,))``,
+    State ``(t, x)``; action ``a`` in float32 ``Box(-1, 1, (d,))``, the control
+    ``alpha = a_max a`` (``a_max = max_action``, the game's maximal speed; with
+    ``normalize_actions=False`` the action is ``alpha`` itself, in ``[-a_max, a_max]^d``);
     out-of-bound actions are clipped and counted in ``info["clipped"]`` and
-    ``self.clipped_actions``); dynamics ``dX = alpha dt + sigma dW`` by Euler-Maruyama at
+    ``self.clipped_actions``; dynamics ``dX = alpha dt + sigma dW`` by Euler-Maruyama at
     the solver's ``dt = T/Nt`` with the problem's walls (reflection, wrap, exit); reward
     per step ``-(L(alpha) + f(x, m)) dt`` and ``-g(x, m(T))`` at the horizon (see
     ``mfg_rl.envs.agents_batch``). ``terminated`` at ``T`` or on leaving through an exit
@@ -27,8 +29,8 @@ class MFGEnv(gymnasium.Env):
     Following the equilibrium control, the expected return from ``x ~ m0`` is
     ``-E_m0[u(0, x)]`` (up to the time-step error).
 
-    Args: as ``MFGVectorEnv`` (without ``num_envs``, ``population``, ``device``: one agent
-    on the CPU, numpy in and out).
+    Args: as ``MFGVectorEnv`` (without ``num_envs``, ``population``, ``device``,
+    ``autoreset_mode``: one agent on the CPU, numpy in and out).
 
     Example:
         >>> import gymnasium, mfg_rl
@@ -48,16 +50,19 @@ class MFGEnv(gymnasium.Env):
         equilibrium: Equilibrium | None = None,
         max_action: float | None = None,
         solve_options: dict[str, Any] | None = None,
+        normalize_actions: bool = True,
         **params: Any,
     ) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         eq = construction.resolve_equilibrium(problem, equilibrium, solve_options, params)
         self.game = Game(eq, "cpu", max_action)
-        self.batch = AgentBatch(self.game, 1)
+        self.action_scale = construction.action_scale(self.game, normalize_actions)
+        self.normalize_actions = normalize_actions
+        self.batch = AgentBatch(self.game, 1, action_scale=self.action_scale)
         self.render_mode = render_mode
         self.observation_space = construction.observation_space(self.game)
-        self.action_space = construction.action_space(self.game)
+        self.action_space = construction.action_space(self.game, normalize_actions)
         self.clipped_actions = 0
         self._running = False
         self._seeded = False

@@ -18,13 +18,14 @@ from mfg_rl.solvers import Equilibrium
 class MFGVectorEnv(VectorEnv):
     """``num_envs`` representative agents of an MFG, stepped together on a torch device.
 
-    Observations ``(N, 2 + d)`` float32 ``[t/T, x, m(t, x)]``, actions ``(N, d)`` (``(N,)``
-    accepted in 1D), rewards ``(N,)`` float32, flags ``(N,)`` bool: torch tensors on
-    ``device`` in and out; for numpy, wrap with
-    ``gymnasium.wrappers.vector.ArrayConversion(envs, env_xp=torch, target_xp=numpy)``. Finished
-    agents are reset in the same step (``AutoresetMode.SAME_STEP``): ``info["final_obs"]``
-    holds the last observations and ``info["_final_obs"]`` says whose. ``info["clipped"]``
-    flags actions that were outside ``[-max_action, max_action]`` and were clipped.
+    Observations ``(N, 2 + d)`` float32 ``[t/T, x, m(t, x)]``, actions ``(N, d)`` in
+    ``[-1, 1]`` (``(N,)`` accepted in 1D; the control is ``alpha = max_action * action``),
+    rewards ``(N,)`` float32, flags ``(N,)`` bool: torch tensors on ``device`` in and out; for
+    numpy, wrap with ``gymnasium.wrappers.vector.ArrayConversion(envs, env_xp=torch,
+    target_xp=numpy)``. Finished agents are reset in the same step
+    (``AutoresetMode.SAME_STEP``): ``info["final_obs"]`` holds the last observations and
+    ``info["_final_obs"]`` says whose. ``info["clipped"]`` flags actions outside the box
+    (clipped to it).
 
     Args:
         problem: catalogue name (``"lq-1d"``, ...) or an ``MFGProblem``; ``**params`` go to
@@ -37,7 +38,10 @@ class MFGVectorEnv(VectorEnv):
         population: ``"equilibrium"`` (frozen crowd from the solver) or ``"empirical"`` (the
             agents' own density by KDE: the N-player game, one shared clock).
         equilibrium: a computed ``Equilibrium`` to use instead of solving ``problem``.
-        max_action: action bound (default ``2 max|alpha*|`` away from exits, at least 1).
+        max_action: the game's maximal speed per axis (``Game``; the registered ids set a
+            documented one, ``mfg_rl.envs.registration.MAX_SPEED``).
+        normalize_actions: actions in ``[-1, 1]^d`` scaled by ``max_action`` (default), or
+            ``False``: the raw control ``alpha`` in ``[-max_action, max_action]^d``.
         solve_options: extra keyword arguments of ``mfg_rl.solve``.
         bandwidth: KDE bandwidth of the empirical crowd: a rule name (``"scott"``,
             ``"silverman"``; floored at one cell, so defined for any number of agents inside)
@@ -66,6 +70,7 @@ class MFGVectorEnv(VectorEnv):
         max_action: float | None = None,
         solve_options: dict[str, Any] | None = None,
         bandwidth: Any = "scott",
+        normalize_actions: bool = True,
         **params: Any,
     ) -> None:
         import torch
@@ -79,13 +84,15 @@ class MFGVectorEnv(VectorEnv):
             raise ValueError(f"max_episode_steps must be an integer >= 1 or None, got {max_episode_steps!r}")
         eq = construction.resolve_equilibrium(problem, equilibrium, solve_options, params)
         self.game = Game(eq, default_torch_device() if device is None else device, max_action)
-        self.batch = AgentBatch(self.game, num_envs, population, bandwidth)
+        self.action_scale = construction.action_scale(self.game, normalize_actions)
+        self.normalize_actions = normalize_actions
+        self.batch = AgentBatch(self.game, num_envs, population, bandwidth, self.action_scale)
         self.num_envs = num_envs
         self.device = self.game.device
         self.render_mode = render_mode
         self.max_episode_steps = max_episode_steps
         self.single_observation_space = construction.observation_space(self.game)
-        self.single_action_space = construction.action_space(self.game)
+        self.single_action_space = construction.action_space(self.game, normalize_actions)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self._clipped = torch.zeros((), dtype=torch.int64, device=self.device)  # summed without a host sync
