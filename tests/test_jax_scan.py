@@ -86,8 +86,8 @@ def test_2d_equilibrium_equals_sequential(jax_scan, params: dict) -> None:  # no
     the strongest couplings) are exercised. Newton counts differ: the traced Newton solves
     its linear systems to rtol 1e-12, Sequential's inexactly."""
     problem = problems.make("crowd-2d", **params)
-    ref = solve(problem, backend="numpy", tol=1e-9, progress=False)
-    eq = solve(problem, method="jax-scan", tol=1e-9, progress=False)
+    ref = solve(problem, backend="numpy", tol=1e-9, progress=False, coupling="fixed_point")
+    eq = solve(problem, method="jax-scan", tol=1e-9, progress=False, coupling="fixed_point")
     assert eq.diagnostics.converged and eq.diagnostics.iterations == ref.diagnostics.iterations
     assert np.max(np.abs(eq.u.numpy() - ref.u.numpy())) < 1e-10
     assert np.max(np.abs(eq.m.numpy() - ref.m.numpy())) < 1e-10

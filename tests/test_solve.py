@@ -82,7 +82,7 @@ def test_2d_symmetric_problem_has_symmetric_equilibrium():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         problem = _room(16, 16)
-    eq = solve(problem, backend="numpy", progress=False)
+    eq = solve(problem, backend="numpy", progress=False, coupling="fixed_point")  # exact step solves
     u, m = eq.u.numpy(), eq.m.numpy()
     np.testing.assert_allclose(u, np.swapaxes(u, 1, 2), rtol=0, atol=1e-10)
     np.testing.assert_allclose(m, np.swapaxes(m, 1, 2), rtol=0, atol=1e-10)
@@ -108,8 +108,8 @@ def test_2d_problem_constant_in_y_matches_1d():
 
     flat = MFGProblem(grid=grid, time=lq.time, sigma=lq.sigma, running_cost=running,
                       terminal_cost=terminal, m0=np.repeat(lq.m0[:, None], 5, axis=1))
-    eq1 = solve(lq, backend="numpy", progress=False)
-    eq2 = solve(flat, backend="numpy", progress=False)
+    eq1 = solve(lq, backend="numpy", progress=False, coupling="fixed_point")  # exact step solves
+    eq2 = solve(flat, backend="numpy", progress=False, coupling="fixed_point")
     for j in range(5):
         np.testing.assert_allclose(eq2.u.numpy()[:, :, j], eq1.u.numpy(), rtol=0, atol=1e-10)
         np.testing.assert_allclose(eq2.m.numpy()[:, :, j], eq1.m.numpy(), rtol=0, atol=1e-10)
@@ -220,7 +220,7 @@ def test_exit_mass_balance_from_boundary_flux():
 @pytest.mark.parametrize("name", ["lq-1d", "santa-fe-bar", "crowd-exit-1d"])
 def test_anderson_reaches_the_fixed_point_equilibrium_in_fewer_iterations(name):
     problem = problems.make(name, Nx=50, Nt=20)
-    plain = solve(problem, backend="numpy", progress=False, tol=1e-10)
+    plain = solve(problem, backend="numpy", progress=False, tol=1e-10, coupling="fixed_point")
     fast = solve(problem, backend="numpy", progress=False, tol=1e-10, coupling="anderson")
     assert fast.diagnostics.converged and fast.diagnostics.iterations < plain.diagnostics.iterations
     assert fast.m.numpy().min() >= 0.0

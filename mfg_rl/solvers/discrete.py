@@ -26,6 +26,9 @@ from mfg_rl.solvers.step_newton import newton, raise_for_status, round_off_floor
 NEWTON_KRYLOV_RTOL = 1e-4  # relative defect of the linear solves inside HJB Newton (2D)
 
 
+MIN_NEWTON = 50  # Newton iterations per step before SolverError, plus one per cell along each axis
+
+
 @dataclass
 class StepResult:
     """One HJB step: ``u^n``, Newton corrections, the final ``dt max|R|`` and the Newton
@@ -42,18 +45,19 @@ class DiscreteMFG:
 
     ``forcing`` (an argument of the step solves, None for exact ones): the accuracy the
     current coupling iteration needs (inexact Picard). With it, HJB Newton stops at
-    ``dt max|R| <= max(newton_tol (1 + max|u|), s forcing)`` with ``s = min(1, h^2 / (2 d dt))``
+    ``dt max|R| <= max(newton_tol (1 + max|u| + dt max|f|), s forcing)`` with ``s = min(1, h^2 / (2 d dt))``
     (an error ``du`` in ``u`` moves the FP residual by about ``2 d dt du / h^2`` through the
     upwind drift), and the 2D Krylov solves of FP steps stop once their defects add up to at
     most ``s forcing`` of mass. The coupling residual itself is always measured exactly, so
     the converged equilibrium meets ``tol`` as with exact step solves. (Measured on
     crowd-2d: the coupled residual reacts to step errors far more than these estimates say;
     ``s`` on both keeps the iteration count unchanged.)
+    ``max_newton``: Newton iterations per step before ``SolverError``; default ``50 + sum(grid.shape)``.
     ``linear``: how 2D/3D stencil systems are solved (``LinearSolver``; default Krylov, zebra).
     """
 
     def __init__(self, problem: MFGProblem, backend: Backend, *, newton_tol: float = 1e-12,
-                 max_newton: int = 50, linear: LinearSolver | None = None) -> None:
+                 max_newton: int | None = None, linear: LinearSolver | None = None) -> None:
         self.problem = problem
         self.backend = backend
         self.xp = backend.xp
@@ -65,7 +69,9 @@ class DiscreteMFG:
         self.linear = (LinearSolver() if linear is None else linear).build(problem.grid, backend)
         self.m0 = backend.asarray(problem.m0)
         self.newton_tol = newton_tol
-        self.max_newton = max_newton
+        # Newton on the upwind scheme moves a switch of upwind direction about one cell per
+        # iteration when transport dominates (crowd-exit-1d at sigma = 0: ~200 on the first step)
+        self.max_newton = MIN_NEWTON + sum(problem.grid.shape) if max_newton is None else max_newton
         ndim = problem.grid.ndim
         self.forcing_scale = min(1.0, min(problem.grid.spacing) ** 2 / (2 * ndim * self.dt))
 
@@ -85,11 +91,18 @@ class DiscreteMFG:
         return self.problem.evaluate_cost(self.problem.terminal_cost, m_T, self.points)
 
     # -- one implicit step -----------------------------------------------------------
-    def step_target(self, u_next: Any, forcing: float | None) -> Any:
-        """Newton's target ``max(newton_tol (1 + max|u^{n+1}|), s forcing)`` (a 0-d array) and
-        the round-off floor of its corrections."""
+    def step_scale(self, u_next: Any, f: Any) -> Any:
+        """``1 + max|u^{n+1}| + dt max|f|`` (a 0-d array): the size of the terms of ``dt R``, so
+        ``newton_tol`` times it is a relative accuracy also for large steps (santa-fe-bar at
+        ``dt = 5``: ``dt R`` stalls at 3e-12 in round-off, above ``newton_tol (1 + max|u^{n+1}|)``)."""
         xp = self.xp
-        scale = 1.0 + xp.max(xp.abs(u_next))
+        return 1.0 + xp.max(xp.abs(u_next)) + self.dt * xp.max(xp.abs(f))
+
+    def step_target(self, u_next: Any, f: Any, forcing: float | None) -> Any:
+        """Newton's target ``max(newton_tol step_scale, s forcing)`` (a 0-d array) and the
+        round-off floor of its corrections."""
+        xp = self.xp
+        scale = self.step_scale(u_next, f)
         target = self.newton_tol * scale
         if forcing is not None:
             target = xp.maximum(target, forcing * self.forcing_scale)
@@ -117,7 +130,7 @@ class DiscreteMFG:
         one ten times below the stopping threshold, whichever is looser, so the last step
         still lands below it. Raises ``SolverError`` naming ``n`` when Newton fails.
         """
-        target, floor = self.step_target(u_next, forcing)
+        target, floor = self.step_target(u_next, f, forcing)
         atol = 0.1 * float(target) / self.dt
 
         def solve(jac: StencilMatrix, r: Any, error: Any) -> Any:

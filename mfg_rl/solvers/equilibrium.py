@@ -24,7 +24,9 @@ class Diagnostics:
     ``residuals[k]`` is the coupled residual after iteration k (max of the FP residual, a
     mass, and the HJB Newton residual); ``mass`` is ``int m(t_n)`` per level and
     ``exited`` the mass that left through exits by ``t_n``, summed from the boundary flux
-    (so ``mass + exited = 1`` checks the scheme; it is not an identity).
+    (so ``mass + exited = 1`` checks the scheme; it is not an identity). ``switches``: the
+    strategy changes of ``coupling="auto"`` (iteration, from, to, reason, best residual);
+    ``notes``: e.g. that uniqueness is not guaranteed (``core.monotonicity``).
     """
 
     method: str
@@ -46,6 +48,8 @@ class Diagnostics:
     mass: list[float] = field(default_factory=list)
     exited: list[float] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
+    switches: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """A few lines for humans: iterations, residual, mass, time."""
@@ -58,6 +62,9 @@ class Diagnostics:
             f"  mass at T {self.mass[-1]:.12f}, exited {self.exited[-1]:.3e}, "
             f"min over time {min(self.mass):.12f}",
             "  time " + ", ".join(f"{k} {v:.3f}s" for k, v in self.timings.items()),
+            *(f"  switched {s['from']} -> {s['to']} after iteration {s['iteration']}: {s['reason']}"
+              for s in self.switches),
+            *(f"  note: {note}" for note in self.notes),
         ]
         return "\n".join(lines)
 

@@ -159,7 +159,7 @@ def _hjb_sweep(disc: DiscreteMFG) -> Any:
 
         def step(u_next: Any, level: tuple) -> tuple[Any, tuple]:
             m_n, f_n, guess_n = level
-            target, floor = disc.step_target(u_next, forcing)
+            target, floor = disc.step_target(u_next, f_n, forcing)
             start = xp.where(use_guess, guess_n, u_next)
             out = newton(xp, disc.step_residual(u_next, m_n, f_n), solve, start, target=target, floor=floor,
                          max_iter=disc.max_newton, loop=lax.while_loop)

@@ -37,7 +37,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from array_api_compat import device as array_device
@@ -45,7 +45,7 @@ from array_api_compat import device as array_device
 from mfg_rl.backends.krylov import fgmres
 from mfg_rl.errors import SolverError
 from mfg_rl.solvers.callbacks import Callback, IterationState
-from mfg_rl.solvers.coupling import CouplingResult, FixedPoint, run_coupling
+from mfg_rl.solvers.coupling import CouplingResult, FixedPoint, Progress, attainable_floor, run_coupling
 from mfg_rl.solvers.discrete import DiscreteMFG
 from mfg_rl.solvers.spacetime import shifted_identity
 from mfg_rl.solvers.stencil import StencilMatrix, stencil_coo, stencil_values
@@ -78,6 +78,7 @@ class Newton:
     max_linear: int = 200
     linear_rtol: float = 1e-10
     name: str = "newton"
+    patience: ClassVar[int] = 8  # Newton steps without progress that mean a stall (``Progress``)
 
     def __post_init__(self) -> None:
         if self.warmup is not None and (isinstance(self.warmup, bool) or not isinstance(self.warmup, int)
@@ -276,13 +277,19 @@ def run_newton(
     callbacks: list[Callback] = (),
     allow_unconverged: bool = False,
     m_init: Any = None,
+    u_init: Any = None,
+    stop_on_stall: bool = False,
+    patience: int | None = None,
 ) -> CouplingResult:
     """Newton on ``F(u, m) = 0``, started cold or after fixed-point iterations (``Newton.warmup``).
 
     Same contract as ``run_coupling``: stops when ``max(hjb, fp residual) <= tol``;
     ``max_iter`` counts Newton steps (``timings["newton_steps"]``; ``iterations`` also
-    counts the fixed-point ones). Raises ``SolverError`` on NaN, a failed line search,
-    FGMRES failure, or (unless ``allow_unconverged``) ``max_iter`` reached.
+    counts the fixed-point ones). ``m_init`` (and ``u_init``, both ``(Nt+1, *space)``) start
+    Newton from an iterate, e.g. the best of another coupling. Stalls are those of
+    ``run_coupling`` over ``patience`` steps (default ``Newton.patience``); with
+    ``stop_on_stall`` a line search that finds no decrease is one too. Raises ``SolverError``
+    on NaN, a failed line search, FGMRES failure, or (unless ``allow_unconverged``) ``max_iter`` reached.
     """
     xp = disc.xp
     timings = {"warmup": 0.0, "assemble": 0.0, "factor": 0.0, "solve": 0.0, "residual": 0.0,
@@ -290,15 +297,17 @@ def run_newton(
     record = CouplingResult(u=None, m=None, converged=False, stopped_by="max_iter", iterations=0)
     record.timings = timings
     system = CoupledSystem(disc)
+    progress = Progress(policy.patience if patience is None else patience)
     for callback in callbacks:
         callback.on_start(max_iter, tol)
     try:
         warmup = policy.warmup
         if not warmup:  # cold start: the crowd frozen at m0 (or m_init), the terminal cost at every level
             M = xp.stack([disc.m0] * disc.Nt) if m_init is None else m_init[1:]
-            U = xp.stack([disc.terminal_cost(M[-1])] * disc.Nt)
+            U = xp.stack([disc.terminal_cost(M[-1])] * disc.Nt) if u_init is None else u_init[:-1]
             min_step = COLD_MIN_STEP if warmup is None else 0.0
-            outcome = _newton_steps(system, U, M, record, policy, tol, max_iter, callbacks, min_step)
+            outcome = _newton_steps(system, U, M, record, policy, progress, tol, max_iter, callbacks,
+                                    min_step, stop_on_stall)
             warmup = AUTO_WARMUP if outcome == "damped" else 0
         if warmup:
             start = time.perf_counter()
@@ -310,11 +319,13 @@ def run_newton(
             record.iterations += warm.iterations
             record.newton_iterations += warm.newton_iterations
             record.u, record.m = warm.u, warm.m
+            record.best = min(record.best, warm.best, key=lambda best: best[0])
             record.converged, record.stopped_by = warm.converged, warm.stopped_by
             if not warm.converged:
                 M = fp_solver.fp(disc, warm.u, warm.m)[1:]  # the undamped next iterate FP(u(m))
                 record.stopped_by = "max_iter"
-                _newton_steps(system, warm.u[:-1], M, record, policy, tol, max_iter, callbacks, 0.0)
+                _newton_steps(system, warm.u[:-1], M, record, policy, progress, tol, max_iter, callbacks, 0.0,
+                              stop_on_stall)
     finally:
         for callback in callbacks:
             callback.on_end(record.converged)
@@ -326,16 +337,19 @@ def run_newton(
     return record
 
 
-def _newton_steps(system: CoupledSystem, U: Any, M: Any, record: CouplingResult, policy: Newton, tol: float,
-                  max_iter: int, callbacks: list[Callback], min_step: float) -> str:
-    """Newton steps from ``(U, M)`` until ``tol``, a callback, ``max_iter`` steps in all, or
-    (returning ``"damped"``, with ``record`` left at the last iterate) a line-search step
-    below ``min_step``. Records each iterate and its residual in ``record``."""
+def _newton_steps(system: CoupledSystem, U: Any, M: Any, record: CouplingResult, policy: Newton,
+                  progress: Progress, tol: float, max_iter: int, callbacks: list[Callback], min_step: float,
+                  stop_on_stall: bool) -> str:
+    """Newton steps from ``(U, M)`` until ``tol``, a callback, ``max_iter`` steps in all, a
+    stall (``run_newton``), or (returning ``"damped"``, with ``record`` left at the last
+    iterate) a line-search step below ``min_step``. Records each iterate and its residual in
+    ``record``; returns ``record.stopped_by`` or ``"damped"``."""
     import scipy.sparse as sp
     from scipy.sparse.linalg import splu
 
     disc, timings = system.disc, record.timings
     xp, backend = disc.xp, disc.backend
+    floor = attainable_floor(backend.dtype_name)
     t0 = time.perf_counter()
     F_u, F_m, hjb_res, fp_res = system.residual(U, M)
     timings["residual"] += time.perf_counter() - t0
@@ -350,6 +364,9 @@ def _newton_steps(system: CoupledSystem, U: Any, M: Any, record: CouplingResult,
                                max_iter, tol)
         record.iterations += 1
         if record.observe(state, callbacks) or k == max_iter:
+            return record.stopped_by
+        if progress.update(residual) and (stop_on_stall or progress.best <= floor):
+            record.stopped_by = "floor" if progress.best <= floor else "stalled"
             return record.stopped_by
         t0 = time.perf_counter()
         blocks = system.blocks(U, M)
@@ -393,6 +410,9 @@ def _newton_steps(system: CoupledSystem, U: Any, M: Any, record: CouplingResult,
                 break
             alpha *= 0.5
         else:
+            if stop_on_stall:
+                record.stopped_by = "stalled"
+                return record.stopped_by
             raise SolverError(
                 f"Newton iteration {k}: line search found no decrease of the residual {residual:.3e} "
                 "(try warmup fixed-point iterations: coupling=Newton(warmup=2))"

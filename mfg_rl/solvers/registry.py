@@ -7,6 +7,7 @@ A name maps to a class constructed with its defaults: ``STRATEGIES["parareal"]()
 
 from __future__ import annotations
 
+from mfg_rl.solvers.auto import Auto
 from mfg_rl.solvers.coupling import Anderson, FictitiousPlay, FixedPoint
 from mfg_rl.solvers.jax_scan import JaxScan
 from mfg_rl.solvers.newton import Newton
@@ -20,5 +21,6 @@ STRATEGIES: dict[str, type] = {
 }
 
 POLICIES: dict[str, type] = {
-    "fixed_point": FixedPoint, "fictitious_play": FictitiousPlay, "anderson": Anderson, "newton": Newton,
+    "auto": Auto, "fixed_point": FixedPoint, "fictitious_play": FictitiousPlay, "anderson": Anderson,
+    "newton": Newton,
 }

@@ -8,12 +8,18 @@ import json
 import logging
 import os
 import time
+import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mfg_rl.backends import Backend, create_backend
 from mfg_rl.core import MFGProblem, SpacetimeField
+from mfg_rl.core.monotonicity import uniqueness_note
 from mfg_rl.paths import default_cache_dir
+from mfg_rl.solvers.auto import Auto, run_auto
 from mfg_rl.solvers.cache import load_cached
 from mfg_rl.solvers.callbacks import Callback, ProgressBar
 from mfg_rl.solvers.coupling import Anderson, FictitiousPlay, FixedPoint, run_coupling
@@ -33,7 +39,7 @@ DEFAULT_PARTICLES = 100_000  # n_particles of fp="particles" when not given
 def solve(
     problem: MFGProblem,
     method: str | Any = "sequential",
-    coupling: str | FixedPoint | FictitiousPlay | Anderson | Newton = "fixed_point",
+    coupling: str | Auto | FixedPoint | FictitiousPlay | Anderson | Newton = "auto",
     fp: str | ParticleFP = "fdm",
     backend: str | Backend | None = None,
     tol: float = 1e-8,
@@ -59,11 +65,14 @@ def solve(
             ``mfg-rl[jax]``, runs on the jax backend; ``timings["compile"]`` apart),
             ``"parareal"`` (time-parallel, ``Parareal()`` defaults), or a strategy object
             such as ``Parareal(slices=16)`` (``mfg_rl.solvers.parareal``).
-        coupling: ``"fixed_point"`` (damped, see ``damping``), ``"anderson"`` (Anderson-
-            accelerated fixed point: 2-5x fewer iterations on the catalogue),
-            ``"fictitious_play"``, ``"newton"`` (monolithic Newton on the coupled system,
-            ``mfg_rl.solvers.newton``), or a policy object (``FixedPoint(damping=0.5)``,
-            ``Anderson(depth=3)``, ``Newton(warmup=2)``, ...), which carries its own options.
+        coupling: ``"auto"`` (default: Anderson, switching to Newton and back when one
+            stops progressing, every switch in ``diagnostics.switches``; ``mfg_rl.solvers.auto``),
+            ``"fixed_point"`` (damped, see ``damping``), ``"anderson"`` (Anderson-accelerated
+            fixed point: 2-5x fewer iterations on the catalogue), ``"fictitious_play"``
+            (averaging, residual ``O(1/k)``: ``tol >= 1/max_iter``), ``"newton"`` (monolithic
+            Newton on the coupled system, ``mfg_rl.solvers.newton``), or a policy object
+            (``Auto(patience=30)``, ``FixedPoint(damping=0.5)``, ``Anderson(depth=3)``,
+            ``Newton(warmup=2)``, ...), which carries its own options.
         fp: Fokker-Planck discretisation, ``"fdm"`` (adjoint finite differences),
             ``"particles"`` (``n_particles`` SDE paths, KDE density) or a ``ParticleFP``
             object, which carries its own particle count, seed, bandwidth and KDE method
@@ -72,7 +81,9 @@ def solve(
             (``ParticleMFG``); use ``tol`` about ``1/sqrt(n_particles)`` (the Monte Carlo
             error); ``tol < 1/n_particles`` raises ValueError.
         backend: ``"torch"``, ``"jax"``, ``"numpy"``, a ``Backend``, or None (best installed).
-        tol: stop when the coupled residual (see ``Diagnostics``) is ``<= tol``, in (0, 1).
+        tol: stop when the coupled residual (see ``Diagnostics``) is ``<= tol``, in
+            ``[10 eps, 1)`` of the backend's dtype. An iteration that stalls at its round-off
+            floor above ``tol`` stops there (``stopped_by="floor"``, a ``RuntimeWarning``).
         max_iter: coupling iterations before ``SolverError`` (>= 1).
         progress: show a tqdm progress bar.
         damping: first relaxation of ``"fixed_point"`` and ``"anderson"``, in (0, 1]; it is
@@ -118,14 +129,26 @@ def solve(
     policy = _policy(coupling, damping)
     if isinstance(policy, Newton) and particles is not None:
         raise ValueError("coupling='newton' needs fp='fdm' (the Jacobian of particles is not assembled)")
-    if not (isinstance(tol, (int, float)) and 0.0 < tol < 1.0):
+    if isinstance(policy, Auto) and particles is not None:
+        policy = replace(policy, newton_phases=False)
+    if isinstance(tol, bool) or not (isinstance(tol, (int, float)) and 0.0 < tol < 1.0):
         raise ValueError(f"tol must be in (0, 1), got {tol!r}")
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    if isinstance(policy, FictitiousPlay) and tol * max_iter < 1.0:
+        raise ValueError(
+            f"tol={tol:g} is out of reach of fictitious_play in max_iter={max_iter} iterations: its "
+            f"residual falls like 1/k, so it needs about 1/tol = {1 / tol:.0e}; use tol >= "
+            f"1/max_iter = {1 / max_iter:.1e}, or coupling='auto' (or 'anderson') for tol={tol:g}"
+        )
     if not 0.0 < newton_tol < 1e-3:
         raise ValueError(f"newton_tol must be in (0, 1e-3), got {newton_tol!r}")
     linear = _linear(linear, problem)
     backend = create_backend(getattr(strategy, "backend", None) if backend is None else backend)
+    lowest = 10.0 * float(np.finfo(backend.dtype_name).eps)
+    if tol < lowest:
+        raise ValueError(f"tol={tol:g} is below round-off in {backend.dtype_name} (10 eps = {lowest:.1e}); "
+                         f"use tol >= {lowest:.1e}")
     fp = "fdm" if particles is None else particles.name
     options = {"method": method, "coupling": policy.name, "fp": fp, "tol": tol,
                "damping": getattr(policy, "damping", None),
@@ -148,7 +171,7 @@ def solve(
     loop_callbacks = list(callbacks or [])
     if progress:
         loop_callbacks.insert(0, ProgressBar(f"{problem.name} {method}/{policy.name}"))
-    run = run_newton if isinstance(policy, Newton) else run_coupling
+    run = run_auto if isinstance(policy, Auto) else run_newton if isinstance(policy, Newton) else run_coupling
     result = run(
         disc, strategy, particles or strategy, policy, tol=tol, max_iter=max_iter,
         callbacks=loop_callbacks, allow_unconverged=allow_unconverged,
@@ -163,8 +186,16 @@ def solve(
         iterations=result.iterations, residual=result.residuals[-1], residuals=result.residuals,
         fp_residuals=result.fp_residuals, hjb_residuals=result.hjb_residuals,
         newton_iterations=result.newton_iterations, timings=timings, mass=mass,
-        exited=exited, options=options,
+        exited=exited, options=options, switches=result.switches,
+        notes=[note] if (note := uniqueness_note(problem)) else [],
     )
+    if result.stopped_by == "floor":
+        warnings.warn(
+            f"{policy.name} stalled at residual {result.best[0]:.2e}, the round-off floor of "
+            f"{method}/{policy.name}, above tol={tol:g}; the result is as accurate as this iteration "
+            f"gets (diagnostics.stopped_by='floor'); ask for tol >= {2 * result.best[0]:.0e}",
+            RuntimeWarning, stacklevel=2,
+        )
     eq = Equilibrium(
         u=SpacetimeField(result.u, problem.grid, problem.time),
         m=SpacetimeField(result.m, problem.grid, problem.time),

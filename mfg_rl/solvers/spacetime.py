@@ -159,7 +159,7 @@ class GlobalSpacetime:
     def hjb(self, disc: DiscreteMFG, m: Any, u_guess: Any = None, forcing: float | None = None) -> HJBResult:
         """Newton on the whole HJB horizon at once (``step_newton``); each step one space-time solve.
 
-        Stops when ``max_n dt |R_n| <= newton_tol (1 + max|u|)`` (the marching test, with
+        Stops when ``max_n dt |R_n| <= newton_tol (1 + max|u| + dt max|f|)`` (the marching test, with
         ``u`` the start) or once a correction is round-off; a step that does not decrease the
         residual is halved (up to 20 times). Krylov steps are inexact Newton: relative
         tolerance ``min(1e-4, max(e / s, 0.1 t / e))`` (``e`` the residual, ``t`` its target,
@@ -171,7 +171,7 @@ class GlobalSpacetime:
         crowd = m[1:]
         u_T = disc.terminal_cost(m[-1])
         start = xp.stack([u_T] * disc.Nt) if u_guess is None else u_guess[:-1]
-        scale = 1.0 + float(xp.max(xp.abs(start)))
+        scale = float(disc.step_scale(start, f))
         target = disc.newton_tol * scale
 
         bound = disc.scheme.bind(crowd)
@@ -189,7 +189,7 @@ class GlobalSpacetime:
                      max_iter=disc.max_newton, line_search=True)
         error = float(out.error)
         raise_for_status(int(out.status), error, "on the whole horizon (global)", disc.max_newton,
-                         f"{disc.newton_tol:.1e} x (1 + max|u|)")
+                         f"{disc.newton_tol:.1e} x (1 + max|u| + dt max|f|)")
         return HJBResult(xp.concat([out.u, u_T[None]]), int(out.iterations), error)
 
     def fp(self, disc: DiscreteMFG, u: Any, m: Any, forcing: float | None = None, steps: Any = None) -> Any:
