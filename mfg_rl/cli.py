@@ -145,7 +145,9 @@ def _add_solve(subparsers: Any) -> None:
     parser.add_argument("--param", "-p", action="append", type=_parse_param, default=[],
                         metavar="KEY=VALUE", help="problem parameter (repeatable), e.g. Nx=401")
     parser.add_argument("--method", default="sequential", help="trajectory strategy")
-    parser.add_argument("--coupling", default="fixed_point", help="fixed_point or fictitious_play")
+    parser.add_argument("--coupling", default="auto",
+                        help="auto (Anderson, Newton when it stalls), anderson, newton, fixed_point or "
+                             "fictitious_play (O(1/k): pass --tol >= 1/--max-iter)")
     parser.add_argument("--backend", default=None, help="torch, jax or numpy (default: best)")
     parser.add_argument("--tol", type=float, default=1e-8, help="coupled residual tolerance")
     parser.add_argument("--max-iter", type=int, default=500, help="coupling iterations")
