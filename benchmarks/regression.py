@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 CASES = {
-    "lq-1d 201x50 fixed_point": ("lq-1d", {"Nx": 201, "Nt": 50}, {}),
+    "lq-1d 201x50 fixed_point": ("lq-1d", {"Nx": 201, "Nt": 50}, {"coupling": "fixed_point"}),
     "lq-1d 201x50 newton": ("lq-1d", {"Nx": 201, "Nt": 50}, {"coupling": "newton"}),
     "lq-1d 201x50 jax-scan": ("lq-1d", {"Nx": 201, "Nt": 50}, {"method": "jax-scan", "backend": "jax"}),
     "crowd-exit-1d 200x100 anderson": ("crowd-exit-1d", {}, {"coupling": "anderson"}),
