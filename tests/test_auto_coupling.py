@@ -159,3 +159,16 @@ def test_the_uniqueness_note_flags_attractive_costs_only():
     assert uniqueness_note(problems.make("lq-1d", Nx=21, Nt=4)) is None  # its closed form checks it
     assert "congestion" in uniqueness_note(problems.make("crowd-exit-1d", Nx=21, Nt=4))
     assert math.isfinite(attainable_floor("float32")) and attainable_floor("float32") > 1e-6
+
+
+def test_auto_gives_up_after_a_round_without_progress_not_at_max_iter():
+    """attractive-1d at T = 10: fixed point, Anderson and Newton all stall near 0.15 (measured at
+    the default grid: 0.18, 0.18, and a failed Newton line search at 0.04); auto stops once a
+    whole round gains nothing, with a message that says so."""
+    problem = problems.make("attractive-1d", Nx=21, Nt=20, T=10.0)
+    with pytest.raises(SolverError, match=r"auto stalled after \d+ iterations .*neither Anderson nor Newton"):
+        solve(problem, backend="numpy", progress=False, max_iter=500)
+    eq = solve(problem, backend="numpy", progress=False, max_iter=500, allow_unconverged=True)
+    d = eq.diagnostics
+    assert d.stopped_by == "stalled" and not d.converged and d.iterations < 150
+    assert [s["to"] for s in d.switches][:2] == ["newton", "anderson"]

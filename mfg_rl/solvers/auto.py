@@ -6,19 +6,22 @@ minimum of the residual; monolithic Newton converges where the fixed point map o
 (santa-fe-bar at ``T = 10``: Anderson circles at residual 0.7-1.5, Newton converges in 15
 steps). ``run_auto`` runs one until it stops progressing (``Progress``: no new best residual
 by 10 % within the policy's patience, a failed line search, or divergence), then starts
-the other from the best iterate so far; each return to Anderson halves its damping. Every
+the other from the best iterate so far; each return to Anderson halves its damping, and a
+whole round (Anderson, then Newton) that does not lower the best residual by 10 % ends the
+solve with ``SolverError`` (nothing more to try) instead of spending ``max_iter``. Every
 switch is recorded (``CouplingResult.switches``, then ``Diagnostics.switches``). With
 particles (no assembled Jacobian) only Anderson runs.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from mfg_rl.errors import SolverError
 from mfg_rl.solvers.callbacks import Callback, IterationState
-from mfg_rl.solvers.coupling import Anderson, CouplingResult, run_coupling
+from mfg_rl.solvers.coupling import PROGRESS, Anderson, CouplingResult, run_coupling
 from mfg_rl.solvers.discrete import DiscreteMFG
 from mfg_rl.solvers.newton import Newton, run_newton
 from mfg_rl.solvers.trajectory import TrajectorySolver
@@ -99,6 +102,7 @@ def run_auto(
     record = CouplingResult(u=None, m=None, converged=False, stopped_by="max_iter", iterations=0)
     record.timings = {}
     phase, damping = "anderson", anderson.damping
+    round_start = math.inf  # the best residual when the current round (anderson, newton) began
     for callback in callbacks:
         callback.on_start(max_iter, tol)
     try:
@@ -119,6 +123,10 @@ def run_auto(
                 break
             after = "newton" if phase == "anderson" else "anderson"
             if after == "anderson":
+                if record.best[0] > PROGRESS * round_start:  # a whole round without progress
+                    record.stopped_by = "stalled"
+                    break
+                round_start = record.best[0]
                 damping = max(0.5 * damping, anderson.min_damping)
             record.switches.append(_switch(record, phase, after, reason))
             phase = after
@@ -127,6 +135,14 @@ def run_auto(
             callback.on_end(record.converged)
     if not record.converged and record.stopped_by in ("max_iter", "stalled") and not allow_unconverged:
         tried = " -> ".join(["anderson"] + [s["to"] for s in record.switches])
+        if record.stopped_by == "stalled":
+            raise SolverError(
+                f"auto stalled after {record.iterations} iterations ({tried}): neither Anderson nor "
+                f"Newton gets below the best residual {record.best[0]:.3e} (tol={tol:.1e}); the game "
+                "may have no equilibrium this iteration can reach from m0 on this grid (see the "
+                "uniqueness note of a non-monotone game), or try a finer grid; allow_unconverged=True "
+                "returns the flagged result"
+            )
         raise SolverError(
             f"auto did not converge in max_iter={max_iter} iterations ({tried}): best residual "
             f"{record.best[0]:.3e} > tol={tol:.1e}; raise max_iter, refine the grid, or pass "
