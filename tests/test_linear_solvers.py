@@ -12,7 +12,7 @@ import pytest
 
 from mfg_rl import SolverError
 from mfg_rl.backends import available_backends, create_backend, sparse
-from mfg_rl.backends.krylov import bicgstab, cyclic_tridiagonal, fgmres
+from mfg_rl.backends.krylov import KrylovResult, bicgstab, cyclic_tridiagonal, fgmres
 from mfg_rl.core import Grid
 from mfg_rl.solvers.stencil import PRECONDITIONERS, StencilMatrix, StencilSolver
 
@@ -254,3 +254,15 @@ def test_bad_options_raise_before_work():
         StencilSolver(grid, backend, "cholesky")
     with pytest.raises(ValueError, match="preconditioner must be one of"):
         StencilSolver(grid, backend, preconditioner="ilu")
+
+
+def test_an_emptied_crowd_projects_to_zero_not_nan():
+    """A density step whose right-hand side is all but gone (everyone exited: crowd-2d at T = 50
+    on its default grid) can clip the Krylov solution to zero, so ``1^T (b - A x) = 1^T b``: the
+    mass projection must leave ``x = 0`` (it divided 0 by 0 and raised ZeroDivisionError)."""
+    backend = create_backend("numpy")
+    solver = StencilSolver(Grid([(0.0, 1.0), (0.0, 1.0)], (4, 4)), backend)
+    b = np.full((4, 4), 1e-300)
+    clipped = KrylovResult(x=np.full((4, 4), -1e-310), residual=b.copy(), iterations=1)
+    x = solver._project(clipped, b, lambda v: 0.0 * v)
+    assert np.all(x == 0.0)

@@ -276,7 +276,8 @@ class StencilSolver:
             x_clipped = xp.where(negative, xp.maximum(x, 0.0), x)
             residual = xp.where(negative, b - matvec(x_clipped), residual)
             defect, total = xp.sum(residual), xp.sum(b)
-            scale = xp.where(total > 0.0, 1.0 + defect / xp.where(total > 0.0, total - defect, 1.0), 1.0)
+            kept = (total > 0.0) & (total - defect > 0.0)
+            scale = xp.where(kept, 1.0 + defect / xp.where(kept, total - defect, 1.0), 1.0)
             x = xp.where(xp.min(b) >= 0.0, x_clipped * scale, x)
             return to_frame(xp.where(converged, x, xp.nan))
 
@@ -297,7 +298,7 @@ class StencilSolver:
                 x = xp.maximum(x, 0.0)
                 residual = b - matvec(x)
             defect, total = float(xp.sum(residual)), float(xp.sum(b))
-            if total > 0.0:
+            if total > 0.0 and total - defect > 0.0:  # not when x is all clipped away (an emptied crowd)
                 x = x * (1.0 + defect / (total - defect))
         return x
 
