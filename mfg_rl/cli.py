@@ -148,7 +148,7 @@ def _add_solve(subparsers: Any) -> None:
     parser.add_argument("--coupling", default="auto",
                         help="auto (Anderson, Newton when it stalls), anderson, newton, fixed_point or "
                              "fictitious_play (O(1/k): pass --tol >= 1/--max-iter)")
-    parser.add_argument("--backend", default=None, help="torch, jax or numpy (default: best)")
+    parser.add_argument("--backend", default=None, help="torch, jax or numpy (default: numpy, see solve())")
     parser.add_argument("--tol", type=float, default=1e-8, help="coupled residual tolerance")
     parser.add_argument("--max-iter", type=int, default=500, help="coupling iterations")
     parser.add_argument("--plot", metavar="FILE.png", help="write heat maps / snapshots of u and m")

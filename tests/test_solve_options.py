@@ -120,3 +120,14 @@ def test_linear_solver_raises_on_a_1d_grid_and_for_a_wrong_type(problem):
 def test_linear_solver_options_are_checked(options, message):
     with pytest.raises(ValueError, match=message):
         LinearSolver(**options)
+
+
+# -- placement ---------------------------------------------------------------------------
+def test_solve_places_itself_on_numpy_unless_told_otherwise(problem, monkeypatch):
+    """numpy is the fastest place for a solve today (benchmarks/placement.py: torch 3.4x slower
+    on the CPU for lq-1d 201x50); $MFG_RL_BACKEND and backend= still decide when given."""
+    monkeypatch.delenv("MFG_RL_BACKEND", raising=False)
+    assert solve(problem, progress=False).diagnostics.backend == "numpy"
+    monkeypatch.setenv("MFG_RL_BACKEND", "torch")
+    assert solve(problem, progress=False).diagnostics.backend == "torch"
+    assert solve(problem, progress=False, backend="numpy").diagnostics.backend == "numpy"

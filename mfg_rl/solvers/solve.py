@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mfg_rl.backends import Backend, create_backend
+from mfg_rl.backends import ENV_VAR, Backend, create_backend
 from mfg_rl.core import MFGProblem, SpacetimeField
 from mfg_rl.core.monotonicity import uniqueness_note
 from mfg_rl.paths import default_cache_dir
@@ -80,7 +80,10 @@ def solve(
             residual is the fixed-point defect of the seeded particle system
             (``ParticleMFG``); use ``tol`` about ``1/sqrt(n_particles)`` (the Monte Carlo
             error); ``tol < 1/n_particles`` raises ValueError.
-        backend: ``"torch"``, ``"jax"``, ``"numpy"``, a ``Backend``, or None (best installed).
+        backend: ``"torch"``, ``"jax"``, ``"numpy"``, a ``Backend``, or None: the strategy's own
+            (jax for ``"jax-scan"``), else ``$MFG_RL_BACKEND``, else numpy, the fastest place for
+            a solve today (``benchmarks/placement.py``: torch is 3-4x slower on the CPU, and
+            20x on CUDA for lq-1d, issue 13).
         tol: stop when the coupled residual (see ``Diagnostics``) is ``<= tol``, in
             ``[10 eps, 1)`` of the backend's dtype. An iteration that stalls at its round-off
             floor above ``tol`` stops there (``stopped_by="floor"``, a ``RuntimeWarning``).
@@ -144,7 +147,7 @@ def solve(
     if not 0.0 < newton_tol < 1e-3:
         raise ValueError(f"newton_tol must be in (0, 1e-3), got {newton_tol!r}")
     linear = _linear(linear, problem)
-    backend = create_backend(getattr(strategy, "backend", None) if backend is None else backend)
+    backend = create_backend(_placement(strategy) if backend is None else backend)
     lowest = 10.0 * float(np.finfo(backend.dtype_name).eps)
     if tol < lowest:
         raise ValueError(f"tol={tol:g} is below round-off in {backend.dtype_name} (10 eps = {lowest:.1e}); "
@@ -271,6 +274,11 @@ def _policy(coupling: Any, damping: Any) -> FixedPoint | FictitiousPlay | Anders
             )
         return coupling
     raise TypeError(f"coupling must be a name or one of {', '.join(POLICIES)} policies, got {coupling!r}")
+
+
+def _placement(strategy: Any) -> str:
+    """The backend of ``solve(backend=None)``: the strategy's, ``$MFG_RL_BACKEND``, or numpy."""
+    return getattr(strategy, "backend", None) or os.environ.get(ENV_VAR, "").strip() or "numpy"
 
 
 def _linear(linear: Any, problem: MFGProblem) -> LinearSolver:
