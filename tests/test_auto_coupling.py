@@ -149,6 +149,10 @@ def test_transport_without_diffusion_takes_the_newton_iterations_it_needs():
     m = np.stack([disc.m0] * (disc.Nt + 1))
     result = Sequential().hjb(disc, m)
     assert np.all(np.isfinite(result.u)) and result.newton_iterations > 100
+    capped = DiscreteMFG(problem, create_backend("numpy"), max_newton=50)
+    hint = r"n=99: .*transport-dominated \(speed .* cells per step, cell Peclet number inf\); more time steps"
+    with pytest.raises(SolverError, match=hint):
+        Sequential().hjb(capped, m)
 
 
 # -- uniqueness ----------------------------------------------------------------------------

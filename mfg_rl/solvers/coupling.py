@@ -298,7 +298,8 @@ def run_coupling(
     if not record.converged and record.stopped_by == "max_iter" and not allow_unconverged:
         raise SolverError(
             f"{policy.name} did not converge in max_iter={max_iter} iterations: residual "
-            f"{record.residuals[-1]:.3e} > tol={tol:.1e} (raise max_iter, change damping, "
-            "or pass allow_unconverged=True to get the flagged result)"
+            f"{record.residuals[-1]:.3e} > tol={tol:.1e} (coupling='auto' switches to Newton where "
+            "this stalls; or raise max_iter, change damping, or pass allow_unconverged=True to get "
+            "the flagged result)"
         )
     return record

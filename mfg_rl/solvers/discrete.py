@@ -108,6 +108,20 @@ class DiscreteMFG:
             target = xp.maximum(target, forcing * self.forcing_scale)
         return target, round_off_floor(xp, u_next.dtype, scale)
 
+    def transport_hint(self, u: Any, m: Any) -> str:
+        """Why a step may defeat Newton, from the scheme's speed ``a = max|alpha(u, m)|``: cells
+        crossed per step ``dt a / h`` and the cell Peclet number ``h a / (2 nu)`` (both > 1:
+        transport dominates, and Newton moves the upwind switches about a cell per iteration)."""
+        speed = max(float(self.xp.max(self.xp.abs(a))) for a in self.scheme.control(u, m))
+        h = min(self.problem.grid.spacing)
+        cells, nu = self.dt * speed / h, self.problem.nu
+        peclet = float("inf") if nu == 0.0 else h * speed / (2.0 * nu)
+        if cells <= 1.0 and peclet <= 1.0:
+            return ""
+        return (f"the step is transport-dominated (speed {speed:.3g}: {cells:.3g} cells per step, cell "
+                f"Peclet number {peclet:.3g}); more time steps (Nt), more noise (sigma) or a coarser "
+                "grid make it easier")
+
     def step_residual(self, u_next: Any, m_next: Any, f: Any) -> Any:
         """``u -> (R, I/dt + A(u), dt max|R|)`` of the HJB step ``n`` (``m_next = m^{n+1}``)."""
         xp, dt = self.xp, self.dt
@@ -140,7 +154,7 @@ class DiscreteMFG:
                      u_next if guess is None else guess, target=target, floor=floor, max_iter=self.max_newton)
         error = float(out.error)
         raise_for_status(int(out.status), error, f"at time index n={n}", self.max_newton,
-                         f"{float(target):.1e}")
+                         f"{float(target):.1e}", lambda: self.transport_hint(out.u, m_next))
         return StepResult(out.u, int(out.iterations), error, out.jacobian)
 
     def fp_matrices(self, u: Any, m: Any) -> StencilMatrix:

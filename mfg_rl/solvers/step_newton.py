@@ -93,11 +93,14 @@ def _backtrack(xp: Any, residual: Residual, u: Any, du: Any, error: Any, target:
     return loop(worse, lambda c: (c[0] + 1, 0.5 * c[1]), (xp.zeros_like(error, dtype=xp.int32), du))[1]
 
 
-def raise_for_status(status: int, error: float, where: str, max_iter: int, target: str) -> None:
-    """``SolverError`` for a failed Newton (``status`` from ``newton``), naming ``where``."""
+def raise_for_status(status: int, error: float, where: str, max_iter: int, target: str,
+                     hint: Callable[[], str] | None = None) -> None:
+    """``SolverError`` for a failed Newton (``status`` from ``newton``), naming ``where``;
+    ``hint()`` (called only on failure) adds what may cause it."""
     if status == NON_FINITE:
         raise SolverError(f"HJB Newton produced non-finite values {where} (non-finite input, or a "
                           "2D linear solve that missed its tolerance)")
     if status == EXHAUSTED:
+        cause = hint() if hint is not None else ""
         raise SolverError(f"HJB Newton did not converge {where}: residual {error:.3e} after {max_iter} "
-                          f"iterations (tolerance {target})")
+                          f"iterations (tolerance {target}){'; ' + cause if cause else ''}")
