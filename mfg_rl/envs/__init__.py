@@ -4,7 +4,11 @@
 ``mfg_rl/SantaFeBar-v0``, ``mfg_rl/BeachBar1D-v0`` and ``mfg_rl/Crowd2D-v0``:
 ``gymnasium.make(id, **problem_params)`` gives one agent (``MFGEnv``),
 ``gymnasium.make_vec(id, num_envs=N, device=...)`` N agents stepped together as torch
-tensors (``MFGVectorEnv``). The classes load on first use.
+tensors (``MFGVectorEnv``). Actions are in ``[-1, 1]^d``, the control ``max_action`` times
+the action (``normalize_actions=False``: the control itself). Adapters: ``SB3VecEnv`` (an
+SB3 ``VecEnv``), ``TorchToNumpy`` (numpy out, for gymnasium's vector wrappers with
+``autoreset_mode=AutoresetMode.NEXT_STEP``), ``observed_policy`` (any agent of observations
+scored by ``mfg_rl.benchmark``). The classes load on first use.
 """
 
 from importlib import import_module
@@ -18,6 +22,10 @@ _LAZY = {
     "EquilibriumPolicy": "mfg_rl.envs.policy",
     "equilibrium_policy": "mfg_rl.envs.policy",
     "TorchEpisodeStatistics": "mfg_rl.envs.wrappers",
+    "TorchToNumpy": "mfg_rl.envs.to_numpy",
+    "SB3VecEnv": "mfg_rl.envs.sb3",
+    "ObservedPolicy": "mfg_rl.envs.observed",
+    "observed_policy": "mfg_rl.envs.observed",
     "Game": "mfg_rl.envs.game",
 }
 

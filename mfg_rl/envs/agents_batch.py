@@ -132,12 +132,19 @@ class AgentBatch:
         time = (self.level.to(torch.float32) / self.game.Nt)[:, None]
         return torch.cat([time, self.x, self.here[0][:, None]], dim=1)
 
-    def step(self, action: Any) -> StepResult:
-        """Advance every agent by ``dt`` under ``action`` ``(N, d)`` (already validated)."""
+    def step(self, action: Any, hold: Any = None) -> StepResult:
+        """Advance every agent by ``dt`` under ``action`` ``(N, d)`` (already validated).
+
+        Agents where ``hold`` ``(N,)`` is True stay where they are (a reset step of
+        ``AutoresetMode.NEXT_STEP``): their action is ignored, reward 0, not terminated.
+        """
         import torch
 
         game = self.game
         alpha, clipped = game.admissible(action, self.action_scale)
+        if hold is not None:
+            alpha = torch.where(hold[:, None], 0.0, alpha)
+            clipped = clipped & ~hold
         reward = game.lagrangian(self.x, alpha, self.here[0]).add_(self.here[1]).mul_(-game.dt)
         moved = torch.randn(self.x.shape, generator=self.generator, device=self.device, dtype=self.x.dtype)
         moved = moved.mul_(game.sigma * game.dt**0.5).add_(alpha, alpha=game.dt).add_(self.x)
@@ -148,8 +155,11 @@ class AgentBatch:
             exited = exited & active
             x_new = torch.where(active[:, None], x_new, self.x)
             self.inside = active & ~exited
+        if hold is not None:
+            x_new = torch.where(hold[:, None], self.x, x_new)
+            exited = exited & ~hold
         self.x = x_new
-        self.level = self.level + 1
+        self.level = self.level + 1 if hold is None else self.level + (~hold).to(self.level.dtype)
         self.clock += 1
         self._refresh(None)
         final = self.level >= game.Nt
@@ -158,4 +168,6 @@ class AgentBatch:
         reward = reward - torch.where(paying, self.here[1], 0.0)
         if game.exit_cost != 0.0:
             reward = reward - torch.where(exited, game.exit_cost, 0.0)
+        if hold is not None:
+            reward = torch.where(hold, 0.0, reward)
         return StepResult(reward=reward, terminated=terminated, exited=exited, clipped=clipped)

@@ -20,12 +20,17 @@ class MFGVectorEnv(VectorEnv):
 
     Observations ``(N, 2 + d)`` float32 ``[t/T, x, m(t, x)]``, actions ``(N, d)`` in
     ``[-1, 1]`` (``(N,)`` accepted in 1D; the control is ``alpha = max_action * action``),
-    rewards ``(N,)`` float32, flags ``(N,)`` bool: torch tensors on ``device`` in and out; for
-    numpy, wrap with ``gymnasium.wrappers.vector.ArrayConversion(envs, env_xp=torch,
-    target_xp=numpy)``. Finished agents are reset in the same step
-    (``AutoresetMode.SAME_STEP``): ``info["final_obs"]`` holds the last observations and
-    ``info["_final_obs"]`` says whose. ``info["clipped"]`` flags actions outside the box
-    (clipped to it).
+    rewards ``(N,)`` float32, flags ``(N,)`` bool: torch tensors on ``device`` in and out (numpy
+    actions are accepted; ``mfg_rl.envs.TorchToNumpy`` gives numpy out, ``mfg_rl.envs.SB3VecEnv``
+    an SB3 ``VecEnv``). ``info["clipped"]`` flags actions outside the box (clipped to it).
+
+    Autoreset (gymnasium's ``AutoresetMode``, in ``metadata["autoreset_mode"]``):
+    ``SAME_STEP`` (default, SB3's convention) resets finished agents within the step that
+    ends them, ``info["final_obs"]`` holding their last observations and
+    ``info["_final_obs"]`` saying whose; ``NEXT_STEP`` (gymnasium's default, needed by its
+    observation wrappers such as ``NormalizeObservation``) returns the last observation and
+    resets those agents on the next step, which ignores their action and returns reward 0,
+    ``terminated = truncated = False`` and their first observation.
 
     Args:
         problem: catalogue name (``"lq-1d"``, ...) or an ``MFGProblem``; ``**params`` go to
@@ -42,6 +47,8 @@ class MFGVectorEnv(VectorEnv):
             documented one, ``mfg_rl.envs.registration.MAX_SPEED``).
         normalize_actions: actions in ``[-1, 1]^d`` scaled by ``max_action`` (default), or
             ``False``: the raw control ``alpha`` in ``[-max_action, max_action]^d``.
+        autoreset_mode: ``AutoresetMode.SAME_STEP`` or ``AutoresetMode.NEXT_STEP`` (or their
+            values ``"SameStep"``, ``"NextStep"``).
         solve_options: extra keyword arguments of ``mfg_rl.solve``.
         bandwidth: KDE bandwidth of the empirical crowd: a rule name (``"scott"``,
             ``"silverman"``; floored at one cell, so defined for any number of agents inside)
@@ -71,6 +78,7 @@ class MFGVectorEnv(VectorEnv):
         solve_options: dict[str, Any] | None = None,
         bandwidth: Any = "scott",
         normalize_actions: bool = True,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP,
         **params: Any,
     ) -> None:
         import torch
@@ -82,11 +90,20 @@ class MFGVectorEnv(VectorEnv):
         steps = max_episode_steps
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
             raise ValueError(f"max_episode_steps must be an integer >= 1 or None, got {max_episode_steps!r}")
+        modes = (AutoresetMode.SAME_STEP, AutoresetMode.NEXT_STEP)
+        try:
+            mode = AutoresetMode(autoreset_mode)
+        except ValueError:
+            mode = None
+        if mode not in modes:
+            raise ValueError(f"autoreset_mode must be one of {', '.join(str(m) for m in modes)} (or "
+                             f"{', '.join(repr(m.value) for m in modes)}), got {autoreset_mode!r}")
         eq = construction.resolve_equilibrium(problem, equilibrium, solve_options, params)
         self.game = Game(eq, default_torch_device() if device is None else device, max_action)
         self.action_scale = construction.action_scale(self.game, normalize_actions)
         self.normalize_actions = normalize_actions
         self.batch = AgentBatch(self.game, num_envs, population, bandwidth, self.action_scale)
+        self.metadata = {**self.metadata, "autoreset_mode": mode}
         self.num_envs = num_envs
         self.device = self.game.device
         self.render_mode = render_mode
@@ -96,6 +113,7 @@ class MFGVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self._clipped = torch.zeros((), dtype=torch.int64, device=self.device)  # summed without a host sync
+        self._pending: Any = None  # NEXT_STEP: agents that finished last step, reset by this one
         self._ready = False
 
     @property
@@ -120,7 +138,7 @@ class MFGVectorEnv(VectorEnv):
     def state_dict(self) -> dict[str, Any]:
         """The env's full state (agents, crowd, RNG, counters) for checkpoints."""
         return {"batch": self.batch.state_dict(), "clipped_actions": self.clipped_actions,
-                "ready": self._ready}
+                "ready": self._ready, "pending": None if self._pending is None else self._pending.clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue exactly from ``state_dict()``: same agents, same crowd, same random stream."""
@@ -129,6 +147,8 @@ class MFGVectorEnv(VectorEnv):
             self.game.table = self.batch.table
         self._clipped.fill_(int(state["clipped_actions"]))
         self._ready = bool(state["ready"])
+        pending = state.get("pending")
+        self._pending = None if pending is None else pending.to(self.device)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         """Draw all agents from ``m0`` at ``t = 0``; ``seed`` seeds numpy and the torch generator."""
@@ -138,6 +158,7 @@ class MFGVectorEnv(VectorEnv):
         elif not self._ready:
             self.batch.seed(int(self.np_random.integers(2**62)))
         self.batch.reset()
+        self._pending = None
         self._ready = True
         return self.batch.observation(), {}
 
@@ -147,7 +168,16 @@ class MFGVectorEnv(VectorEnv):
         if not self._ready:
             raise RuntimeError("call reset() before step()")
         action = construction.checked_actions(actions, self.num_envs, self.game.ndim, self.device)
-        result = self.batch.step(action)
+        hold, self._pending = self._pending, None
+        if hold is not None:
+            if self.batch.empirical:  # one shared clock: everyone finished, everyone restarts
+                self.batch.reset()
+                reward = torch.zeros(self.num_envs, dtype=torch.float32, device=self.device)
+                flags = torch.zeros(4, self.num_envs, dtype=torch.bool, device=self.device)
+                return self.batch.observation(), reward, flags[0], flags[1], {"clipped": flags[2],
+                                                                               "exited": flags[3]}
+            self.batch.reset(hold)
+        result = self.batch.step(action, hold)
         terminated = result.terminated
         if self.max_episode_steps is None:
             truncated = torch.zeros_like(terminated)
@@ -158,10 +188,13 @@ class MFGVectorEnv(VectorEnv):
         info: dict[str, Any] = {"clipped": result.clipped, "exited": result.exited}
         done = terminated | truncated
         if bool(done.any()):
-            info["final_obs"] = obs.clone()
-            info["_final_obs"] = done
-            self.batch.reset(None if self.batch.empirical else done)
-            obs = self.batch.observation()
+            if self.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP:
+                self._pending = done
+            else:
+                info["final_obs"] = obs.clone()
+                info["_final_obs"] = done
+                self.batch.reset(None if self.batch.empirical else done)
+                obs = self.batch.observation()
         return obs, result.reward, terminated, truncated, info
 
     def render(self) -> np.ndarray | None:

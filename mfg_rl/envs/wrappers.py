@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gymnasium.vector import VectorEnv, VectorWrapper
+from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
 
 class TorchEpisodeStatistics(VectorWrapper):
@@ -13,6 +13,7 @@ class TorchEpisodeStatistics(VectorWrapper):
     Tensors are ``(N,)`` on the env's device, valid where ``info["_episode"]`` is True (the
     same masking convention as gymnasium's ``RecordEpisodeStatistics``). Also keeps the last
     ``buffer_length`` finished returns and lengths in ``return_queue``/``length_queue``.
+    Under ``AutoresetMode.NEXT_STEP`` the reset step after an episode's end counts for no episode.
 
     Example:
         >>> import gymnasium, torch, mfg_rl
@@ -29,6 +30,8 @@ class TorchEpisodeStatistics(VectorWrapper):
         import collections
 
         super().__init__(env)
+        self._next_step = env.metadata.get("autoreset_mode") == AutoresetMode.NEXT_STEP
+        self._resetting: Any = None  # NEXT_STEP: agents whose step is a reset, not a transition
         self.return_queue: collections.deque = collections.deque(maxlen=buffer_length)
         self.length_queue: collections.deque = collections.deque(maxlen=buffer_length)
         self._returns: Any = None
@@ -37,13 +40,16 @@ class TorchEpisodeStatistics(VectorWrapper):
 
     def state_dict(self) -> dict[str, Any]:
         """Running returns and lengths of the unfinished episodes (for checkpoints)."""
-        return {"returns": self._returns.clone(), "lengths": self._lengths.clone()}
+        resetting = None if self._resetting is None else self._resetting.clone()
+        return {"returns": self._returns.clone(), "lengths": self._lengths.clone(), "resetting": resetting}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue the episodes of ``state_dict()`` (call after ``reset``)."""
         device = self._returns.device
         self._returns = state["returns"].to(device)
         self._lengths = state["lengths"].to(device)
+        resetting = state.get("resetting")
+        self._resetting = None if resetting is None else resetting.to(device)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         import time
@@ -54,6 +60,7 @@ class TorchEpisodeStatistics(VectorWrapper):
         self._returns = torch.zeros(self.num_envs, dtype=torch.float64, device=obs.device)
         self._lengths = torch.zeros(self.num_envs, dtype=torch.int64, device=obs.device)
         self._start = torch.full((self.num_envs,), time.perf_counter(), dtype=torch.float64)
+        self._resetting = None
         return obs, info
 
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
@@ -62,8 +69,14 @@ class TorchEpisodeStatistics(VectorWrapper):
         import torch
 
         obs, rewards, terminated, truncated, info = self.env.step(actions)
-        self._returns = self._returns + rewards.to(torch.float64)
-        self._lengths = self._lengths + 1
+        if self._resetting is None:
+            self._returns = self._returns + rewards.to(torch.float64)
+            self._lengths = self._lengths + 1
+        else:
+            counted = ~self._resetting
+            self._returns = self._returns + torch.where(counted, rewards.to(torch.float64), 0.0)
+            self._lengths = self._lengths + counted.to(self._lengths.dtype)
+            self._resetting = None
         done = terminated | truncated
         if bool(done.any()):
             now = time.perf_counter()
@@ -78,4 +91,6 @@ class TorchEpisodeStatistics(VectorWrapper):
             self._returns = torch.where(done, torch.zeros_like(self._returns), self._returns)
             self._lengths = torch.where(done, torch.zeros_like(self._lengths), self._lengths)
             self._start = torch.where(done.cpu(), torch.full_like(self._start, now), self._start)
+            if self._next_step:
+                self._resetting = done
         return obs, rewards, terminated, truncated, info
