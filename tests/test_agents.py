@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from mfg_rl.agents.config import Hyperparameters, defaults, hyperparameters
+from mfg_rl.agents.losses import actor_critic_loss
 from mfg_rl.agents.networks import ActorCritic, RunningNormalizer
 from mfg_rl.agents.regimes import FictitiousPlay
 from mfg_rl.agents.rollout import Rollout, compute_gae
@@ -43,6 +44,8 @@ def test_hyperparameter_defaults_and_overrides() -> None:
         hyperparameters("ppo", {"lerning_rate": 3e-4})
     with pytest.raises(ValueError, match="algo"):
         defaults("dqn")
+    with pytest.raises(ValueError, match="a2c has no ratio"):
+        hyperparameters("a2c", {"target_kl": 0.02})
     assert isinstance(ppo, Hyperparameters)
 
 
@@ -51,7 +54,7 @@ def test_gae_matches_the_recursion_by_hand() -> None:
     values = torch.tensor([[0.5], [0.25], [1.0]])
     dones = torch.tensor([[False], [True], [False]])
     rollout = Rollout(obs=torch.zeros(3, 1, 2), actions=torch.zeros(3, 1, 1), log_probs=torch.zeros(3, 1),
-                      values=values, rewards=rewards, dones=dones)
+                      values=values, rewards=rewards, dones=dones, clipped=torch.zeros_like(dones))
     gamma, lam, last = 0.9, 0.8, torch.tensor([2.0])
     compute_gae(rollout, last, gamma, lam)
     a2 = 3.0 + gamma * 2.0 - 1.0
@@ -84,6 +87,24 @@ def test_actor_critic_init_and_deterministic_sampling() -> None:
     a2 = model.sample(obs, torch.Generator().manual_seed(3))[0]
     assert torch.equal(a1, a2)
     assert model.act(obs * 1e3).abs().max() <= 2.0
+
+
+def test_ratio_diagnostics_follow_cleanrl_and_only_ppo_has_them() -> None:
+    torch.manual_seed(0)
+    model = ActorCritic(3, 1)
+    obs, actions = torch.randn(64, 3), torch.randn(64, 1)
+    log_prob = model.evaluate_actions(obs, actions)[0].detach()
+    old = log_prob + 0.3 * torch.randn(64)  # a policy that has moved since the rollout
+    batch = {"obs": obs, "actions": actions, "log_probs": old, "values": torch.zeros(64),
+             "advantages": torch.randn(64), "returns": torch.randn(64)}
+    _, stats = actor_critic_loss("ppo", model, batch, defaults("ppo"))
+    log_ratio = log_prob - old
+    assert torch.allclose(stats["old_approx_kl"], (-log_ratio).mean())
+    assert torch.allclose(stats["approx_kl"], (log_ratio.exp() - 1 - log_ratio).mean())
+    assert stats["approx_kl"] >= 0
+    assert torch.allclose(stats["clipfrac"], ((log_ratio.exp() - 1).abs() > 0.2).float().mean())
+    _, stats = actor_critic_loss("a2c", model, batch, defaults("a2c"))
+    assert set(stats) == {"policy_loss", "value_loss", "entropy"}
 
 
 def test_fictitious_play_averages_the_crowds() -> None:
@@ -144,3 +165,60 @@ def test_fictitious_play_and_a2c_run_and_score(tmp_path: Path) -> None:
     agent, score = bench(a2c.checkpoint)
     assert (agent.algo, agent.env_steps) == ("a2c", a2c.env_steps)
     assert score.exploitability == pytest.approx(a2c.after["exploitability"], rel=1e-9)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_tensorboard_gets_update_means_grad_norm_and_clipped_actions(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, algo: str) -> None:
+    import lightning.pytorch as pl
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from mfg_rl.agents import module as module_file
+    from mfg_rl.agents import train
+
+    steps_stats: list[dict[str, float]] = []  # what each optimiser step saw, to check the logged means
+    loss_of, clip_of = module_file.actor_critic_loss, torch.nn.utils.clip_grad_norm_
+
+    def recorded_loss(*args: object) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss, stats = loss_of(*args)
+        steps_stats.append({k: float(v) for k, v in stats.items()})
+        return loss, stats
+
+    def recorded_clip(*args: object, **kwargs: object) -> torch.Tensor:
+        norm = clip_of(*args, **kwargs)
+        steps_stats[-1]["grad_norm"] = float(norm)
+        return norm
+
+    class ClippedCount(pl.Callback):
+        def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            self.total = module.env.unwrapped.clipped_actions
+
+    monkeypatch.setattr(module_file, "actor_critic_loss", recorded_loss)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recorded_clip)
+    counter = ClippedCount()
+    # std e^1.5 = 4.5 against LQ1D's box |alpha| <= 4: a good share of the actions is clipped
+    result = train(algo=algo, steps=3 * 10 * 32, logdir=tmp_path, log_std_init=1.5, callbacks=[counter],
+                   **FAST)
+    events = EventAccumulator(str(result.logdir), size_guidance={"scalars": 0})
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    ratio_tags = {"losses/approx_kl", "losses/old_approx_kl", "losses/clipfrac"}
+    assert {"losses/grad_norm", "charts/clipped_action_fraction", "charts/episodic_return"} <= tags
+    assert ratio_tags <= tags if algo == "ppo" else not ratio_tags & tags
+    values = {tag: np.array([e.value for e in events.Scalars(tag)]) for tag in tags}
+    for tag, series in values.items():
+        assert np.isfinite(series).all(), tag
+
+    per_update = 2 * 2  # update_epochs x num_minibatches optimiser steps per iteration
+    assert len(steps_stats) == 3 * per_update
+    for name in ("grad_norm", "policy_loss", "value_loss", *(t.split("/")[1] for t in ratio_tags & tags)):
+        means = [np.mean([s[name] for s in steps_stats[k : k + per_update]])
+                 for k in range(0, len(steps_stats), per_update)]
+        assert values[f"losses/{name}"] == pytest.approx(means, rel=1e-5, abs=1e-7), name
+    assert (values["losses/grad_norm"] > 0).all()
+    if algo == "ppo":
+        assert (values["losses/approx_kl"] >= 0).all()
+        assert ((values["losses/clipfrac"] >= 0) & (values["losses/clipfrac"] <= 1)).all()
+    fraction = values["charts/clipped_action_fraction"]
+    assert ((fraction > 0) & (fraction < 1)).all()
+    assert fraction.sum() * 10 * 32 == pytest.approx(counter.total, abs=1e-3)  # the env's own count

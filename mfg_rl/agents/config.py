@@ -42,7 +42,7 @@ class Hyperparameters:
         ent_coef, vf_coef: entropy bonus and value-loss weights.
         max_grad_norm: global gradient-norm clip.
         norm_adv: normalise advantages per minibatch.
-        target_kl: stop the epochs of an update early above this approx KL (``None``: never).
+        target_kl: stop the epochs of an update early above this approx KL (``None``: never; PPO only).
         hidden: hidden layer widths of the actor and the critic (tanh).
         log_std_init: initial log standard deviation of the Gaussian policy.
         optimizer: ``"adam"`` or ``"rmsprop"``.
@@ -99,4 +99,6 @@ def hyperparameters(algo: str, overrides: dict[str, Any]) -> Hyperparameters:
             raise ValueError(f"{name} must be >= 1, got {getattr(params, name)!r}")
     if params.n_steps is not None and params.n_steps < 1:
         raise ValueError(f"n_steps must be >= 1 or None, got {params.n_steps!r}")
+    if algo == "a2c" and params.target_kl is not None:
+        raise ValueError("target_kl stops PPO's epochs on the ratio's KL; a2c has no ratio: leave it None")
     return params

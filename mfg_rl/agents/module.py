@@ -8,6 +8,12 @@ the env's (agents, crowd, RNG), the step counters, the fictitious-play crowd and
 normaliser (a buffer of the model), go into every checkpoint: ``fit(..., ckpt_path=...)``
 continues the same run exactly.
 
+Each iteration logs to TensorBoard once, with one host sync: the losses, entropy, ``grad_norm``
+(total L2 norm of the gradients before clipping) and, for PPO, ``approx_kl``,
+``old_approx_kl`` and ``clipfrac``, each the mean over the iteration's optimiser steps; the
+explained variance, the fraction of actions the env clipped to its box, the episodic return
+and length.
+
 Under DDP each rank steps its own agents (seeded ``seed + rank``); gradients are averaged by
 DDP and the normaliser statistics summed over ranks, so parameters stay identical.
 This module imports Lightning: load it through ``mfg_rl.agents.train``.
@@ -148,6 +154,8 @@ class ActorCriticModule(pl.LightningModule):
         size = data["obs"].shape[0]
         minibatch = max(1, size // p.num_minibatches)
         stats: dict[str, torch.Tensor] = {}
+        sums: dict[str, torch.Tensor] = {}  # over the update's optimiser steps, on the device
+        steps_taken = 0
         for _ in range(p.update_epochs):
             order = torch.randperm(size, generator=self.generator, device=self.generator.device)
             for start in range(0, minibatch * p.num_minibatches, minibatch):
@@ -155,21 +163,25 @@ class ActorCriticModule(pl.LightningModule):
                 loss, stats = actor_critic_loss(self.algo, model, {k: v[index] for k, v in data.items()}, p)
                 optimizer.zero_grad()
                 self.manual_backward(loss)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), p.max_grad_norm)
+                stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), p.max_grad_norm)
                 optimizer.step()
+                sums = {k: sums[k] + v if k in sums else v for k, v in stats.items()}
+                steps_taken += 1
             if p.target_kl is not None and float(stats["approx_kl"]) > p.target_kl:
                 break
         self.iteration += 1
         self.env_steps += size * self.trainer.world_size
-        now = time.perf_counter()
-        scalars = {f"losses/{k}": float(v) for k, v in stats.items()}
+        scalars: dict[str, torch.Tensor | float] = {f"losses/{k}": v / steps_taken for k, v in sums.items()}
         scalars["losses/explained_variance"] = explained_variance(data["values"], data["returns"])
-        scalars["charts/steps_per_second"] = size * self.trainer.world_size / max(now - self._clock, 1e-9)
         scalars["charts/learning_rate"] = lr
-        scalars["charts/action_std"] = float(model.log_std.detach().exp().mean())
+        scalars["charts/action_std"] = model.log_std.detach().exp().mean()
+        scalars["charts/clipped_action_fraction"] = rollout.clipped.float().mean()
         if episodes.returns.numel():
-            scalars["charts/episodic_return"] = float(episodes.returns.mean())
-            scalars["charts/episodic_length"] = float(episodes.lengths.double().mean())
+            scalars["charts/episodic_return"] = episodes.returns.mean()
+            scalars["charts/episodic_length"] = episodes.lengths.float().mean()
+        scalars = _to_host(scalars)
+        now = time.perf_counter()
+        scalars["charts/steps_per_second"] = size * self.trainer.world_size / max(now - self._clock, 1e-9)
         self._write(scalars)
         fp_update = self.regime == "fictitious-play" and self.iteration % p.fp_every == 0
         if fp_update or self.iteration % p.eval_every == 0 or self.iteration == self.iterations:
@@ -213,3 +225,10 @@ class ActorCriticModule(pl.LightningModule):
         writer = self.logger.experiment
         for tag, value in scalars.items():
             writer.add_scalar(tag, value, self.env_steps)
+
+
+def _to_host(scalars: dict[str, torch.Tensor | float]) -> dict[str, float]:
+    """``scalars`` as floats; its 0-d tensors are read in one host sync (float32, as TensorBoard stores)."""
+    names = [name for name, value in scalars.items() if isinstance(value, torch.Tensor)]
+    values = torch.stack([scalars[name].to(torch.float32) for name in names]).tolist() if names else []
+    return {**scalars, **dict(zip(names, values, strict=True))}

@@ -21,7 +21,11 @@ from mfg_rl.agents.networks import ActorCritic
 
 @dataclass
 class Rollout:
-    """One batch of experience, ``(n_steps, num_envs, ...)`` tensors, plus its advantages."""
+    """One batch of experience, ``(n_steps, num_envs, ...)`` tensors, plus its advantages.
+
+    ``clipped`` ``(n_steps, num_envs)`` bool: the env clipped that action to its box
+    (``info["clipped"]``); ``clipped.float().mean()`` is the fraction of clipped actions.
+    """
 
     obs: torch.Tensor
     actions: torch.Tensor
@@ -29,6 +33,7 @@ class Rollout:
     values: torch.Tensor
     rewards: torch.Tensor
     dones: torch.Tensor
+    clipped: torch.Tensor
     advantages: torch.Tensor | None = None
     returns: torch.Tensor | None = None
 
@@ -54,7 +59,7 @@ def collect(env: Any, model: ActorCritic, obs: torch.Tensor, n_steps: int, gamma
     the observation to continue from, and the statistics of the episodes that ended.
     """
     fields: dict[str, list[torch.Tensor]] = {k: [] for k in ("obs", "actions", "log_probs", "values",
-                                                              "rewards", "dones")}
+                                                              "rewards", "dones", "clipped")}
     returns, lengths = [], []
     for _ in range(n_steps):
         actions, log_probs, values = model.sample(obs, generator)
@@ -66,7 +71,8 @@ def collect(env: Any, model: ActorCritic, obs: torch.Tensor, n_steps: int, gamma
                 rewards = rewards.clone()
                 rewards[truncated] += gamma * model.value(final)
         for key, value in (("obs", obs), ("actions", actions), ("log_probs", log_probs),
-                           ("values", values), ("rewards", rewards), ("dones", terminated | truncated)):
+                           ("values", values), ("rewards", rewards), ("dones", terminated | truncated),
+                           ("clipped", info["clipped"])):
             fields[key].append(value)
         if "_episode" in info:
             mask = info["_episode"]
