@@ -168,10 +168,11 @@ def test_fictitious_play_and_a2c_run_and_score(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("algo", ["ppo", "a2c"])
-def test_tensorboard_gets_update_means_grad_norm_and_clipped_actions(
+def test_tensorboard_gets_update_means_grad_norm_clipped_actions_and_hparams(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, algo: str) -> None:
     import lightning.pytorch as pl
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
     from mfg_rl.agents import module as module_file
     from mfg_rl.agents import train
@@ -222,3 +223,19 @@ def test_tensorboard_gets_update_means_grad_norm_and_clipped_actions(
     fraction = values["charts/clipped_action_fraction"]
     assert ((fraction > 0) & (fraction < 1)).all()
     assert fraction.sum() * 10 * 32 == pytest.approx(counter.total, abs=1e-3)  # the env's own count
+
+    content = events.PluginTagToContent("hparams")
+    assert "_hparams_/session_end_info" in content
+    experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    metrics = {info.name.tag for info in experiment.metric_infos}
+    assert metrics == {"benchmark/exploitability", "benchmark/value_gap", "benchmark/density_l1",
+                       "charts/episodic_return"} and metrics <= tags
+    hparams = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info.hparams
+    assert {info.name for info in experiment.hparam_infos} == set(hparams)
+    assert (hparams["algo"].string_value, hparams["env_id"].string_value) == (algo, "mfg_rl/LQ1D-v0")
+    assert hparams["learning_rate"].number_value == pytest.approx(defaults(algo).learning_rate)
+    assert (hparams["n_steps"].number_value, hparams["problem/Nx"].number_value) == (10, 51)
+    assert hparams["problem/sigma"].number_value == 0.5  # a default the run did not pass
+    assert hparams["log_std_init"].number_value == 1.5
+    assert hparams["norm_adv"].string_value == str(algo == "ppo")
+    assert (hparams["hidden"].string_value, hparams["target_kl"].string_value) == ("(64, 64)", "None")

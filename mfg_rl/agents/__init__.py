@@ -9,7 +9,7 @@ Files, each one idea: ``config`` (hyperparameters and their references), ``netwo
 ``regimes`` (best response, fictitious play), ``module`` (the LightningModule, with
 ``progress``), ``training`` (``train``, the entry point), ``checkpoints`` (saved agents back to
 policies, ``bench``), ``resume`` (checkpoints read safely; a resume that would mix two runs is
-refused), ``reporting`` (the figure).
+refused), ``reporting`` (the figure), ``hparams_tab`` (hyperparameters in TensorBoard's HPARAMS tab).
 
 Example:
     >>> from mfg_rl.agents import train                                    # doctest: +SKIP

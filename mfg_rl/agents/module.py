@@ -12,7 +12,7 @@ Each iteration logs to TensorBoard once, with one host sync: the losses, entropy
 (total L2 norm of the gradients before clipping) and, for PPO, ``approx_kl``,
 ``old_approx_kl`` and ``clipfrac``, each the mean over the iteration's optimiser steps; the
 explained variance, the fraction of actions the env clipped to its box, the episodic return
-and length.
+and length. The run's hyperparameters go to the HPARAMS tab (``hparams_tab``).
 
 Under DDP each rank steps its own agents (seeded ``seed + rank``); gradients are averaged by
 DDP and the normaliser statistics summed over ranks, so parameters stay identical.
@@ -27,7 +27,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from mfg_rl.agents import reporting
+from mfg_rl.agents import hparams_tab, reporting
 from mfg_rl.agents.checkpoints import make_env
 from mfg_rl.agents.config import hyperparameters
 from mfg_rl.agents.losses import actor_critic_loss, explained_variance
@@ -100,7 +100,13 @@ class ActorCriticModule(pl.LightningModule):
             if self.regime == "fictitious-play":
                 self._set_crowd(self.fp.add(score.m_pi))
             self._log_scores(score, figure=True)
+        if self.global_rank == 0 and self.logger is not None:
+            hparams_tab.start_session(self.logger.experiment, hparams_tab.run_hparams(self))
         self._clock = time.perf_counter()
+
+    def on_fit_end(self) -> None:
+        if self.global_rank == 0 and self.logger is not None:
+            hparams_tab.end_session(self.logger.experiment)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         local = {"env": self.env.unwrapped.state_dict(), "obs": self.obs,
