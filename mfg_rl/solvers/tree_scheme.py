@@ -1,0 +1,242 @@
+"""The upwind finite-volume scheme of ``-nu Lap u + H(x, grad u, m)`` on a ``TreeMesh``, and its time steps.
+
+Per face ``f`` (``TreeFaces``) the two-point slope is ``p_f = (u_plus - u_minus) / distance_f``. Per
+leaf ``i`` and axis ``d`` the back slope ``P-`` (forward ``P+``) is the area-weighted mean of ``p_f``
+over the faces on the leaf's low (high) side (one face, or ``2^(d-1)`` at a hanging side), and
+
+    S_i = sum_d max(P-, 0)^2 + min(P+, 0)^2,       H_i = psi(x_i, S_i, m_i),
+    (-nu Lap u)_i = -nu / vol_i sum_f area_f (u_j - u_i) / distance_f,
+
+with ghost values on the box's boundary as on the uniform grid (``NumericalHamiltonian``):
+``u_ghost = u_i`` on no-flux walls, ``2 c - u_i`` on exits at distance ``h_i``. On a uniform mesh
+this is ``NumericalHamiltonian`` cell by cell. The Jacobian ``A`` is an M-matrix with zero row
+sums away from exits; the FP step is its exact transpose acting on cell masses ``vol m``, so
+``sum vol m`` is conserved to round-off on a closed box and ``m >= 0`` on any mesh.
+Arrays live on the host (numpy, scipy CSR); leaves in the mesh's Morton order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import spsolve
+
+from mfg_rl.core import MFGProblem
+from mfg_rl.core.tree_mesh import TreeMesh
+from mfg_rl.solvers.discrete import MIN_NEWTON
+from mfg_rl.solvers.step_newton import newton, raise_for_status, round_off_floor
+
+
+class TreeScheme:
+    """Value and sparse Jacobian of the upwind scheme of ``problem`` on ``mesh`` (module docstring).
+
+    ``u`` and ``m`` are arrays (M,) on the leaves; the Jacobian is a CSR matrix (M, M).
+
+    Example:
+        >>> from mfg_rl import problems
+        >>> problem = problems.make("crowd-exit-1d", Nx=16, Nt=4)
+        >>> mesh = TreeMesh.from_grid(problem.grid, min_level=4, max_level=6, kernels="numpy")
+        >>> value, jacobian = TreeScheme(problem, mesh).apply(np.zeros(16), np.ones(16))
+        >>> jacobian.shape
+        (16, 16)
+    """
+
+    def __init__(self, problem: MFGProblem, mesh: TreeMesh) -> None:
+        if not isinstance(mesh, TreeMesh):
+            raise TypeError(f"mesh must be a TreeMesh, got {type(mesh).__name__}")
+        grid = problem.grid
+        periodic = tuple(pair == ("periodic", "periodic") for pair in grid.boundary)
+        if tuple(map(tuple, mesh.root.bounds)) != tuple(grid.bounds) or tuple(mesh.root.periodic) != periodic:
+            raise ValueError(f"mesh must cover the problem's box {grid.bounds} with periodic axes "
+                             f"{periodic}, got {mesh.root.bounds} with {tuple(mesh.root.periodic)}")
+        self.mesh, self.problem = mesh, problem
+        self.hamiltonian = problem.hamiltonian
+        self.nu = problem.nu
+        self.ndim = mesh.ndim
+        centres = np.asarray(mesh.centres)
+        self.points = centres[:, 0] if self.ndim == 1 else tuple(centres[:, d] for d in range(self.ndim))
+        self._build_slopes(grid.boundary, float(problem.exit_cost))
+        self._build_diffusion(grid.boundary, float(problem.exit_cost))
+
+    # -- the fixed parts ------------------------------------------------------------------
+    def _build_slopes(self, boundary: tuple, exit_cost: float) -> None:
+        """Entries ``P[slot] += a u[leaf] + b u[nb] + c`` of the side slopes (``slot = (leaf d + axis) 2
+        + side``; an exit's ghost has ``nb = leaf``, ``b = 0``), weighted by face area per slot."""
+        mesh, faces, walls = self.mesh, self.mesh.faces, self.mesh.boundary_faces
+        M, d = len(mesh), self.ndim
+        sizes = np.asarray(mesh.sizes)
+        inv = 1.0 / faces.distance
+        # the plus leaf sees the face on its low side (back slope), the minus leaf on its high side
+        leaf = np.concatenate([faces.plus, faces.minus])
+        nb = np.concatenate([faces.minus, faces.plus])
+        axis = np.concatenate([faces.axis, faces.axis])
+        side = np.repeat([0, 1], len(faces))
+        area = np.concatenate([faces.area, faces.area])
+        a = np.concatenate([inv, -inv])
+        c = np.zeros(2 * len(faces))
+        exits = np.array([boundary[ax][s] == "exit" for ax, s in zip(walls.axis, walls.side, strict=True)],
+                         dtype=bool)
+        e_leaf, e_axis, e_side = walls.leaf[exits], walls.axis[exits], walls.side[exits]
+        h = sizes[e_leaf, e_axis]
+        sign = np.where(e_side == 0, 1.0, -1.0)  # back: (u - (2c - u)) / h; forward: ((2c - u) - u) / h
+        leaf = np.concatenate([leaf, e_leaf])
+        nb = np.concatenate([nb, e_leaf])
+        axis = np.concatenate([axis, e_axis])
+        side = np.concatenate([side, e_side])
+        area = np.concatenate([area, walls.area[exits]])
+        a = np.concatenate([a, 2.0 * sign / h])
+        b = np.concatenate([-a[: 2 * len(faces)], np.zeros(len(h))])
+        c = np.concatenate([c, -2.0 * sign * exit_cost / h])
+        slot = (leaf * d + axis) * 2 + side
+        weight = area / np.bincount(slot, area, minlength=2 * d * M)[slot]
+        self._slot, self._leaf, self._nb = slot, leaf, nb
+        self._a, self._b, self._c = weight * a, weight * b, weight * c
+        self._rows = np.concatenate([leaf, leaf])
+        self._cols = np.concatenate([leaf, nb])
+
+    def _build_diffusion(self, boundary: tuple, exit_cost: float) -> None:
+        """``-nu Lap`` as ``L u + l``: ``L`` (M, M) CSR, ``l`` (M,) from exit ghosts."""
+        mesh, faces, walls = self.mesh, self.mesh.faces, self.mesh.boundary_faces
+        M = len(mesh)
+        vol = np.asarray(mesh.volumes)
+        t = self.nu * faces.area / faces.distance
+        i, j = faces.minus, faces.plus
+        rows = np.concatenate([i, j, i, j])
+        cols = np.concatenate([i, j, j, i])
+        vals = np.concatenate([t / vol[i], t / vol[j], -t / vol[i], -t / vol[j]])
+        exits = np.array([boundary[ax][s] == "exit" for ax, s in zip(walls.axis, walls.side, strict=True)],
+                         dtype=bool)
+        e_leaf = walls.leaf[exits]
+        h = np.asarray(mesh.sizes)[e_leaf, walls.axis[exits]]
+        te = 2.0 * self.nu * walls.area[exits] / (h * vol[e_leaf])  # flux area (2c - 2u) / h per volume
+        rows = np.concatenate([rows, e_leaf])
+        cols = np.concatenate([cols, e_leaf])
+        vals = np.concatenate([vals, te])
+        self.diffusion = sp.csr_matrix((vals, (rows, cols)), shape=(M, M))
+        self.diffusion_constant = -exit_cost * np.bincount(e_leaf, te, minlength=M)
+
+    # -- slopes, value, Jacobian ----------------------------------------------------------
+    def slopes(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(active, S)``: the clipped side slopes ``max(P-, 0)``, ``min(P+, 0)`` per slot (2 d M,)
+        and ``S`` (M,)."""
+        M, d = len(self.mesh), self.ndim
+        p = np.bincount(self._slot, self._a * u[self._leaf] + self._b * u[self._nb] + self._c,
+                        minlength=2 * d * M).reshape(M, d, 2)
+        active = np.stack([np.maximum(p[..., 0], 0.0), np.minimum(p[..., 1], 0.0)], axis=-1)
+        return active.reshape(-1), np.sum(active * active, axis=(1, 2))
+
+    def bind(self, m: np.ndarray) -> Callable[[Any], tuple[Any, Any]]:
+        """``s -> (psi, g)`` on the leaves with the crowd ``m`` fixed."""
+        return self.hamiltonian.bind(self.points, m)
+
+    def apply(self, u: np.ndarray, m: np.ndarray, bound: Callable[[Any], tuple[Any, Any]] | None = None,
+              ) -> tuple[np.ndarray, sp.csr_matrix]:
+        """``-nu Lap_h u + H_h(u, m)`` (M,) and its Jacobian ``A = d/du`` (M, M) without a time term."""
+        active, s = self.slopes(u)
+        psi, g = (self.bind(m) if bound is None else bound)(s)
+        value = self.diffusion @ u + self.diffusion_constant + psi
+        return value, self.diffusion + self.drift_jacobian(active, g + 0.0 * u)
+
+    def drift_jacobian(self, active: np.ndarray, g: np.ndarray) -> sp.csr_matrix:
+        """``d psi(S) / du = g dS/2 / du``: row ``i`` sums ``g_i active_slot dP_slot/du`` over its slots."""
+        factor = g[self._leaf] * active[self._slot]
+        vals = np.concatenate([factor * self._a, factor * self._b])
+        M = len(self.mesh)
+        return sp.csr_matrix((vals, (self._rows, self._cols)), shape=(M, M))
+
+    def control(self, u: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The scheme's optimal control ``alpha_d = -g(S) (max(P-, 0) + min(P+, 0))``, one (M,) array
+        per axis."""
+        active, s = self.slopes(u)
+        g = self.hamiltonian.speed(self.points, s, m) + 0.0 * u
+        per_axis = active.reshape(len(self.mesh), self.ndim, 2).sum(axis=2)
+        return tuple(-g * per_axis[:, d] for d in range(self.ndim))
+
+
+class TreeMFG:
+    """The implicit time steps of ``problem`` on ``mesh``: ``DiscreteMFG``'s pairing (Achdou &
+    Capuzzo-Dolcetta 2010) with ``TreeScheme``; fields have shape ``(Nt+1, M)``.
+
+        (u^n - u^{n+1})/dt + A(u^n) = f(x, m^{n+1})          (HJB, Newton)
+        J_n^T (V m^{n+1}) = V m^n / dt                        (FP)
+
+    with ``V = diag(volumes)`` and ``J_n = I/dt + A'(u^n)`` the final Newton matrix (``A`` the
+    space part of ``TreeScheme.apply``, with the crowd ``m^{n+1}``). ``m0`` (M,):
+    the initial density on the leaves. Costs are evaluated at the leaf centres, so they must be
+    local in ``x`` (a cost that sums over a uniform grid's cells is only right on a uniform mesh).
+    """
+
+    def __init__(self, problem: MFGProblem, mesh: TreeMesh, m0: np.ndarray, *, newton_tol: float = 1e-12,
+                 max_newton: int | None = None) -> None:
+        self.problem, self.mesh = problem, mesh
+        self.scheme = TreeScheme(problem, mesh)
+        self.dt, self.Nt = problem.time.dt, problem.time.Nt
+        self.volumes = np.asarray(mesh.volumes)
+        self.m0 = np.asarray(m0, dtype=np.float64)
+        if self.m0.shape != (len(mesh),):
+            raise ValueError(f"m0 must have shape ({len(mesh)},) (one value per leaf), got {self.m0.shape}")
+        self.newton_tol = newton_tol
+        finest = np.asarray(mesh.root.finest_shape)
+        self.max_newton = MIN_NEWTON + int(finest.sum()) if max_newton is None else max_newton
+
+    def _cost(self, cost: Callable[[Any, Any], Any], m: np.ndarray) -> np.ndarray:
+        return np.asarray(cost(self.scheme.points, m), dtype=np.float64) + 0.0 * m
+
+    def running_cost(self, m: np.ndarray) -> np.ndarray:
+        """``f(x, m^n)`` per level, shape ``m.shape``."""
+        return np.stack([self._cost(self.problem.running_cost, level) for level in m])
+
+    def terminal_cost(self, m_T: np.ndarray) -> np.ndarray:
+        return self._cost(self.problem.terminal_cost, m_T)
+
+    def hjb_step(self, u_next: np.ndarray, m_next: np.ndarray, f: np.ndarray, n: int,
+                 guess: np.ndarray | None = None) -> tuple[np.ndarray, sp.csr_matrix, int]:
+        """``(u^n, J_n, Newton iterations)`` of the HJB step from ``u^{n+1}`` with crowd ``m^{n+1}``; Newton
+        stops at ``dt max|R| <= newton_tol (1 + max|u^{n+1}| + dt max|f|)`` (``DiscreteMFG``'s rule)."""
+        dt = self.dt
+        bound = self.scheme.bind(m_next)
+        identity = sp.identity(len(u_next), format="csr") / dt
+
+        def residual(u: np.ndarray) -> tuple[np.ndarray, sp.csr_matrix, np.ndarray]:
+            value, jac = self.scheme.apply(u, m_next, bound)
+            r = (u - u_next) / dt + value - f
+            return r, (jac + identity).tocsc(), np.max(np.abs(r)) * dt
+
+        scale = 1.0 + np.max(np.abs(u_next)) + dt * np.max(np.abs(f))
+        out = newton(np, residual, lambda jac, r, error: spsolve(jac, r), u_next if guess is None else guess,
+                     target=self.newton_tol * scale, floor=round_off_floor(np, u_next.dtype, scale),
+                     max_iter=self.max_newton)
+        raise_for_status(int(out.status), float(out.error), f"at time index n={n}", self.max_newton,
+                         f"{self.newton_tol * scale:.1e}")
+        return out.u, out.jacobian, int(out.iterations)
+
+    def fp_step(self, matrix: sp.spmatrix, m_prev: np.ndarray) -> np.ndarray:
+        """``m^{n+1}`` from ``J_n^T (V m^{n+1}) = V m^n / dt`` (``matrix = J_n``)."""
+        mass = spsolve(sp.csc_matrix(matrix.T), self.volumes * m_prev / self.dt)
+        return mass / self.volumes
+
+    def hjb(self, m: np.ndarray, u_guess: np.ndarray | None = None) -> tuple[np.ndarray, list, int]:
+        """March HJB backward from ``u^Nt = g(m^Nt)`` with the crowd ``m`` (Nt+1, M):
+        ``(u (Nt+1, M), [J_0 .. J_{Nt-1}], Newton iterations)``."""
+        f = self.running_cost(m[1:])
+        levels, matrices, iterations = [self.terminal_cost(m[-1])], [], 0
+        for n in range(self.Nt - 1, -1, -1):
+            u, jac, k = self.hjb_step(levels[-1], m[n + 1], f[n], n, None if u_guess is None else u_guess[n])
+            levels.append(u)
+            matrices.append(jac)
+            iterations += k
+        return np.stack(levels[::-1]), matrices[::-1], iterations
+
+    def fp(self, matrices: list) -> np.ndarray:
+        """March FP forward from ``m0`` with the HJB sweep's matrices ``J_n``: ``m`` (Nt+1, M)."""
+        levels = [self.m0]
+        for matrix in matrices:
+            levels.append(self.fp_step(matrix, levels[-1]))
+        return np.stack(levels)
+
+    def mass(self, m: np.ndarray) -> np.ndarray:
+        """``sum_i vol_i m_i`` per level, shape ``m.shape[:-1]``."""
+        return m @ self.volumes
