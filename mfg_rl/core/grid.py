@@ -14,24 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mfg_rl.checks import check_choice, check_int, check_real, shown
+
 BOUNDARY_KINDS = ("periodic", "no_flux", "exit")
-
-
-def _check_positive_int(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_finite(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
+MAX_NODES = 2**27
+"""Most cells of a grid and most time steps: one float64 level of 2**27 nodes is 1 GiB, and a solve
+holds every level of several fields (512^3 and 8192^2 grids fit)."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +28,7 @@ class Grid:
 
     Args:
         bounds: ``((lo, hi), ...)`` one pair per axis, ``lo < hi``.
-        shape: number of cells per axis, each ``>= 3``.
+        shape: number of cells per axis, each ``>= 3``, at most ``MAX_NODES`` in all.
         boundary: one ``(low_side, high_side)`` pair per axis, or one name for every side;
             names are ``"periodic"``, ``"no_flux"`` (reflecting wall) and ``"exit"``
             (absorbing: agents leave, ``u`` equals the exit cost there). A periodic axis
@@ -67,32 +55,39 @@ class Grid:
         try:
             bounds_t = tuple((lo, hi) for lo, hi in bounds)
         except (TypeError, ValueError):
-            raise TypeError(f"bounds must be a sequence of (lo, hi) pairs, got {bounds!r}") from None
+            raise TypeError(f"bounds must be a sequence of (lo, hi) pairs, got {shown(bounds)}") from None
         if not 1 <= len(bounds_t) <= 3:
             raise ValueError(f"bounds must describe 1 to 3 axes, got {len(bounds_t)}")
         try:
-            shape_seq = list(shape)
+            items = list(shape) if not isinstance(shape, (str, bytes)) else None
         except TypeError:
-            raise TypeError(f"shape must be an int or a sequence of ints, got {shape!r}") from None
-        shape_t = tuple(_check_positive_int(f"shape[{d}]", n, 3) for d, n in enumerate(shape_seq))
+            items = None
+        if items is None:
+            raise TypeError(f"shape must be an int or a sequence of ints, got {shown(shape)}")
+        shape_t = tuple(check_int(f"shape[{d}]", n, 3, MAX_NODES) for d, n in enumerate(items))
         if len(shape_t) != len(bounds_t):
             raise ValueError(
                 f"shape has {len(shape_t)} axes but bounds has {len(bounds_t)}; they must match"
             )
+        if math.prod(shape_t) > MAX_NODES:
+            raise ValueError(f"shape {shape_t} has {math.prod(shape_t)} cells, more than MAX_NODES = "
+                             f"2**27 = {MAX_NODES}")
         checked = []
         for d, (lo, hi) in enumerate(bounds_t):
-            lo = _check_finite(f"bounds[{d}][0]", lo)
-            hi = _check_finite(f"bounds[{d}][1]", hi)
+            lo = check_real(f"bounds[{d}][0]", lo)
+            hi = check_real(f"bounds[{d}][1]", hi)
             if not lo < hi:
                 raise ValueError(f"bounds[{d}] must satisfy lo < hi, got ({lo}, {hi})")
-            h = (hi - lo) / shape_t[d] if d < len(shape_t) else 1.0
-            if not (math.isfinite(h) and h > 0 and math.isfinite(h**3) and h**3 > 0):
-                raise ValueError(
-                    f"bounds[{d}] = ({lo}, {hi}) gives an unusable cell width {h!r} for {shape_t[d]} cells"
-                )
+            h = (hi - lo) / shape_t[d]
+            if not (math.isfinite(h) and h > 0 and math.isfinite(h * h * h) and h * h * h > 0):
+                raise ValueError(f"bounds[{d}] = ({lo}, {hi}) gives {shape_t[d]} cells of width h = {h!r}, "
+                                 "whose h^3 is not a positive float64 number; use a box nearer 1")
             checked.append((lo, hi))
         if isinstance(boundary, str):
             boundary = [boundary] * len(shape_t)
+        if not isinstance(boundary, (list, tuple)):
+            raise TypeError(f"boundary must be a name, or one name or (low, high) pair per axis, "
+                            f"got {shown(boundary)}")
         boundary = list(boundary)
         if len(shape_t) == 1 and len(boundary) == 2 and all(isinstance(b, str) for b in boundary):
             boundary = [tuple(boundary)]
@@ -102,14 +97,10 @@ class Grid:
             )
         sides = []
         for d, entry in enumerate(boundary):
-            pair = (entry, entry) if isinstance(entry, str) else tuple(entry)
-            if len(pair) != 2:
-                raise ValueError(f"boundary[{d}] must be a name or a (low, high) pair, got {entry!r}")
-            for name in pair:
-                if name not in BOUNDARY_KINDS:
-                    raise ValueError(
-                        f"boundary[{d}] has unknown kind {name!r}; allowed: {', '.join(BOUNDARY_KINDS)}"
-                    )
+            pair = (entry, entry) if isinstance(entry, str) else entry
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                raise ValueError(f"boundary[{d}] must be a name or a (low, high) pair, got {shown(entry)}")
+            pair = tuple(check_choice(f"boundary[{d}]", name, BOUNDARY_KINDS) for name in pair)
             if ("periodic" in pair) and pair != ("periodic", "periodic"):
                 raise ValueError(f"boundary[{d}]: a periodic axis must be periodic on both sides")
             sides.append(pair)
@@ -160,7 +151,7 @@ class Grid:
 
 @dataclass(frozen=True)
 class TimeGrid:
-    """Uniform time levels ``t_n = n T / Nt`` for ``n = 0..Nt``.
+    """Uniform time levels ``t_n = n T / Nt`` for ``n = 0..Nt``: ``T > 0``, ``1 <= Nt <= MAX_NODES``.
 
     Example:
         >>> TimeGrid(T=1.0, Nt=4).dt
@@ -171,11 +162,9 @@ class TimeGrid:
     Nt: int
 
     def __post_init__(self) -> None:
-        T = _check_finite("T", self.T)
-        if T <= 0:
-            raise ValueError(f"T must be > 0, got {T}")
-        Nt = _check_positive_int("Nt", self.Nt, 1)
-        if not T / Nt > 0 or not (T / Nt) ** 2 > 0:
+        T = check_real("T", self.T, 0.0, open_low=True)
+        Nt = check_int("Nt", self.Nt, 1, MAX_NODES)
+        if not T / Nt > 0 or not (T / Nt) * (T / Nt) > 0:
             raise ValueError(f"T / Nt underflows (T={T}, Nt={Nt}); use a larger T or fewer steps")
         object.__setattr__(self, "T", T)
         object.__setattr__(self, "Nt", Nt)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from mfg_rl.checks import check_real, check_real_entries, shown
 from mfg_rl.core.grid import Grid, TimeGrid
 from mfg_rl.core.hamiltonians import Hamiltonian, IsotropicHamiltonian
 
@@ -29,6 +30,11 @@ returns the cost on the grid. It must use only array operators and methods (or
 ``array_api_compat.array_namespace(m)``) so that it runs on every backend."""
 
 MASS_TOLERANCE = 1e-6
+MAX_SIGMA = 1e150
+"""Largest noise: ``nu = sigma^2 / 2`` and its products with the grid stay finite in float64."""
+MAX_SPACETIME = 2**32
+"""Most values of a space-time field, ``(Nt + 1) * grid.size``: 32 GiB in float64, and a solve holds
+several such fields, more than any single device."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,7 +44,7 @@ class MFGProblem:
     Args:
         grid: the space grid (bounds, cells, boundary conditions).
         time: the time grid ``(T, Nt)``.
-        sigma: noise intensity ``>= 0``; the diffusion is ``nu = sigma^2 / 2``.
+        sigma: noise intensity in ``[0, MAX_SIGMA]``; the diffusion is ``nu = sigma^2 / 2``.
         running_cost: ``f(x, m_t)``, see ``CostFn``.
         terminal_cost: ``g(x, m_T)``, see ``CostFn``.
         m0: initial density, an array of the grid's shape or a function ``m0(x)`` of the
@@ -47,8 +53,11 @@ class MFGProblem:
             by more than 1e-6).
         hamiltonian: defaults to ``|p|^2 / 2``.
         exit_cost: value of ``u`` on exit sides (cost of leaving), finite.
-        name, params: catalogue name and parameters (used for caching and display).
+        name, params: catalogue name (a string) and parameters (a dict), used for caching and display.
         exact: the closed-form solution, when one is known (see ``problems.lq``).
+        notes: remarks on the problem (strings), e.g. that ``m0`` was normalised.
+
+    ``(Nt + 1) * grid.size`` is at most ``MAX_SPACETIME``.
 
     Example:
         >>> import numpy as np
@@ -83,32 +92,40 @@ class MFGProblem:
                 "hamiltonian must be a mfg_rl.core Hamiltonian (Hamiltonian, PowerLawHamiltonian, "
                 f"BoundedControlHamiltonian, CustomHamiltonian), got {type(self.hamiltonian).__name__}"
             )
-        sigma = self.sigma
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.integer, np.floating)):
-            raise TypeError(f"sigma must be a real number >= 0, got {sigma!r}")
-        if not math.isfinite(sigma) or sigma < 0:
-            raise ValueError(f"sigma must be finite and >= 0, got {sigma}")
-        object.__setattr__(self, "sigma", float(sigma))
-        exit_cost = self.exit_cost
-        if isinstance(exit_cost, bool) or not isinstance(exit_cost, (int, float, np.integer, np.floating)):
-            raise TypeError(f"exit_cost must be a real number, got {exit_cost!r}")
-        if not math.isfinite(float(exit_cost)):
-            raise ValueError(f"exit_cost must be finite, got {exit_cost}")
-        object.__setattr__(self, "exit_cost", float(exit_cost))
+        size = (self.time.Nt + 1) * self.grid.size
+        if size > MAX_SPACETIME:
+            raise ValueError(f"Nt + 1 = {self.time.Nt + 1} time levels of grid.shape {self.grid.shape} make "
+                             f"{size} values per field, more than MAX_SPACETIME = 2**32; use fewer cells or "
+                             "time steps")
+        object.__setattr__(self, "sigma", check_real("sigma", self.sigma, 0.0, MAX_SIGMA))
+        object.__setattr__(self, "exit_cost", check_real("exit_cost", self.exit_cost))
+        if not isinstance(self.name, str):
+            raise TypeError(f"name must be a string, got {shown(self.name)}")
+        if not isinstance(self.params, dict):
+            raise TypeError(f"params must be a dict of the problem's parameters, got {shown(self.params)}")
+        if not isinstance(self.notes, (tuple, list)) or not all(isinstance(n, str) for n in self.notes):
+            raise TypeError(f"notes must be a tuple of strings, got {shown(self.notes)}")
         for name in ("running_cost", "terminal_cost"):
             if not callable(getattr(self, name)):
-                raise TypeError(f"{name} must be callable as {name}(x, m), got {getattr(self, name)!r}")
+                raise TypeError(f"{name} must be callable as {name}(x, m), got {shown(getattr(self, name))}")
         m0, notes = self._validated_m0()
         object.__setattr__(self, "m0", m0)
         object.__setattr__(self, "notes", tuple(self.notes) + notes)
         self.hamiltonian.check(self.points(), m0)
         for name in ("running_cost", "terminal_cost"):
-            value = self.evaluate_cost(getattr(self, name), m0)
+            value = self.evaluate_cost(getattr(self, name), m0, name=name)
+            check_real_entries(f"{name}(x, m0)", value)
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"{name}(x, m0) has non-finite values (NaN or inf) on the grid")
 
     def _validated_m0(self) -> tuple[np.ndarray, tuple[str, ...]]:
-        m0 = self.m0(self.points()) if callable(self.m0) else self.m0
+        m0 = self.m0
+        if callable(m0):
+            try:
+                m0 = m0(self.points())
+            except Exception as exc:
+                raise ValueError(f"m0(x) raised {type(exc).__name__}: {exc}") from exc
+        check_real_entries("m0", m0)
         try:
             m0 = np.array(np.broadcast_to(np.asarray(m0, dtype=np.float64), self.grid.shape))
         except (TypeError, ValueError) as exc:
@@ -156,24 +173,25 @@ class MFGProblem:
             mesh = tuple(backend.asarray(a) for a in mesh)
         return mesh[0] if self.grid.ndim == 1 else mesh
 
-    def evaluate_cost(self, cost: CostFn, m: Any, x: Any = None) -> Any:
-        """``cost(x, m)`` broadcast to the grid's shape (numpy nodes when ``x`` is None)."""
-        value = cost(self.points() if x is None else x, m)
+    def evaluate_cost(self, cost: CostFn, m: Any, x: Any = None, name: str = "cost") -> Any:
+        """``cost(x, m)`` broadcast to the grid's shape (numpy nodes when ``x`` is None); errors call
+        the cost ``name``."""
+        try:
+            value = cost(self.points() if x is None else x, m)
+        except Exception as exc:
+            raise ValueError(f"{name}(x, m) raised {type(exc).__name__}: {exc}") from exc
         if isinstance(value, (int, float)):
             return m * 0.0 + value
         if not hasattr(value, "shape"):
-            raise TypeError(f"a cost must return an array of the grid's shape, got {type(value).__name__}")
-        if tuple(value.shape) != self.grid.shape:
+            raise TypeError(f"{name} must return an array of the grid's shape, got {type(value).__name__}")
+        shape = tuple(value.shape)
+        if shape != self.grid.shape:
             try:
                 value = value + 0.0 * m
             except (TypeError, ValueError):
-                raise ValueError(
-                    f"cost returned shape {tuple(value.shape)}, expected the grid's {self.grid.shape}"
-                ) from None
-            if tuple(value.shape) != self.grid.shape:
-                raise ValueError(
-                    f"cost returned shape {tuple(value.shape)}, expected the grid's {self.grid.shape}"
-                )
+                value = None
+            if value is None or tuple(value.shape) != self.grid.shape:
+                raise ValueError(f"{name} returned shape {shape}, expected the grid's {self.grid.shape}")
         return value
 
     def fingerprint(self) -> str:

@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from mfg_rl.checks import check_real
 from mfg_rl.core import Grid, Hamiltonian, MFGProblem, TimeGrid
-from mfg_rl.problems.checks import check_cells, check_real, normalised
+from mfg_rl.problems.checks import check_cells, normalised
 from mfg_rl.problems.costs import AffineCost
 from mfg_rl.problems.registry import register
 

@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace
 
+from mfg_rl.checks import check_choice, check_real
 from mfg_rl.core import Grid, Hamiltonian, MFGProblem, TimeGrid
-from mfg_rl.problems.checks import check_cells, check_choice, check_real, normalised
+from mfg_rl.problems.checks import check_cells, normalised
 from mfg_rl.problems.costs import ZERO_COST
 from mfg_rl.problems.registry import register
 

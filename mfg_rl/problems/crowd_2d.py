@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from mfg_rl.checks import check_choice, check_real
 from mfg_rl.core import Grid, MFGProblem
-from mfg_rl.problems.checks import check_cells, check_choice, check_real
+from mfg_rl.problems.checks import check_cells
 from mfg_rl.problems.crowd_exit import crowd_problem
 from mfg_rl.problems.registry import register
 
@@ -98,5 +99,5 @@ def crowd_2d(
     )
     x, y = grid.mesh()
     (cx, cy), width = params["m0_center"], params["m0_width"]
-    m0 = np.exp(-0.5 * ((x - cx) ** 2 + (y - cy) ** 2) / width**2)
+    m0 = np.exp(-0.5 * ((x - cx) ** 2 + (y - cy) ** 2) / (width * width))
     return crowd_problem("crowd-2d", grid, m0, params)

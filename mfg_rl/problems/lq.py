@@ -41,8 +41,9 @@ from typing import Any
 
 import numpy as np
 
+from mfg_rl.checks import check_real
 from mfg_rl.core import Grid, Hamiltonian, MFGProblem, TimeGrid
-from mfg_rl.problems.checks import check_cells, check_real
+from mfg_rl.problems.checks import check_cells, normalised
 from mfg_rl.problems.registry import register
 
 
@@ -99,6 +100,15 @@ class LQExact:
                 "evaluate in float64 (G(T) = cosh(r T) + k sinh(r T)/r ~ 0 with r^2 = q (1 - kappa), "
                 "k = q_T (1 - kappa_T)); change kappa, kappa_T or T"
             )
+        times = np.array([0.0, 0.5 * self.T, self.T])
+        try:
+            with np.errstate(all="ignore"):
+                values = [self.a(times), self.b(times), self.c(times), self.mean(times), self.variance(times)]
+            finite = all(bool(np.all(np.isfinite(v))) for v in values)
+        except (OverflowError, ZeroDivisionError):
+            finite = False
+        if not finite:
+            raise ValueError(f"the closed form overflows float64 at {self!r}; use parameters closer to 1")
 
     # closed-form building blocks -----------------------------------------------------
     def _r2_k(self) -> tuple[float, float]:
@@ -247,7 +257,7 @@ def lq_1d(
         sigma=sigma,
         running_cost=DistanceToMean(q, kappa, h),
         terminal_cost=DistanceToMean(q_T, kappa_T, h),
-        m0=m0 / (m0.sum() * h),
+        m0=normalised(m0, h, "v0"),
         hamiltonian=Hamiltonian(),
         name="lq-1d",
         params=params,

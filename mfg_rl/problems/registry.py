@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from mfg_rl.checks import shown
 from mfg_rl.core import MFGProblem
 
 Factory = Callable[..., MFGProblem]
@@ -49,6 +50,10 @@ def parameters(name: str) -> dict[str, Any]:
 def make(name: str, **params: Any) -> MFGProblem:
     """Build problem ``name``; unknown parameters raise a ``TypeError`` naming the allowed ones.
 
+    Any ``ValueError``/``TypeError`` of the build starts with the call, ``name(param=value, ...)``,
+    so that a failure found downstream (a cost that overflows, a grid too fine) names the
+    parameters that led to it.
+
     Example:
         >>> from mfg_rl import problems
         >>> problems.make("lq-1d", Nx=101, Nt=20).grid.shape
@@ -62,4 +67,8 @@ def make(name: str, **params: Any) -> MFGProblem:
             f"problem {name!r} has no parameter(s) {', '.join(unknown)}; "
             f"allowed: {', '.join(sorted(allowed))}"
         )
-    return build(**params)
+    try:
+        return build(**params)
+    except (TypeError, ValueError) as exc:
+        call = f"{name}({', '.join(f'{key}={shown(value)}' for key, value in params.items())})"
+        raise (TypeError if isinstance(exc, TypeError) else ValueError)(f"{call}: {exc}") from None

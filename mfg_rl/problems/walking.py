@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from mfg_rl.checks import check_real
 from mfg_rl.core import (
     BoundedControlHamiltonian,
     CustomHamiltonian,
@@ -31,7 +32,7 @@ from mfg_rl.core import (
     PowerLawHamiltonian,
     TimeGrid,
 )
-from mfg_rl.problems.checks import check_cells, check_real, normalised
+from mfg_rl.problems.checks import check_cells, normalised
 from mfg_rl.problems.crowd_exit import crowd_costs
 from mfg_rl.problems.registry import register
 

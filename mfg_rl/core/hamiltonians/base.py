@@ -17,12 +17,12 @@ derivatives when it depends on the crowd); ``__call__``, ``dH_dp``, ``optimal_co
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+CHECK_RADII = np.concatenate([[0.0], np.geomspace(1e-3, 1e2, 24)])  # |p| where H is checked
 
 class IsotropicHamiltonian:
     """Base of every Hamiltonian of the library: ``H = psi(x, |p|^2, m)``, convex in ``p``.
@@ -75,6 +75,26 @@ class IsotropicHamiltonian:
 
     def check(self, points: Any, m: np.ndarray) -> None:
         """Validate on the problem's nodes (numpy) and a sample crowd; ValueError when unfit."""
+
+    def check_finite(self) -> None:
+        """ValueError naming the parameters unless ``H``, its speed and the cost of the optimal
+        control are finite float64 numbers for ``|p|`` in ``CHECK_RADII`` (0 to 100) and ``m`` in
+        {0, 1}, and the optimal control is not 0 at ``|p| = 1`` (a constructor's last check)."""
+        for m in (0.0, 1.0):
+            try:
+                with np.errstate(all="ignore"):
+                    alpha = self.optimal_control(0.0, CHECK_RADII, m)
+                    values = (self(0.0, CHECK_RADII, m), alpha, self.lagrangian(0.0, alpha, m))
+                    finite = all(bool(np.all(np.isfinite(v))) for v in values)
+                    moving = bool(np.all(self.speed(0.0, 1.0, m) > 0.0))
+            except (OverflowError, ZeroDivisionError, FloatingPointError):
+                finite = moving = False
+            if not finite:
+                raise ValueError(f"{self!r}: H, its optimal control or the control's cost overflows float64 "
+                                 f"for |p| <= {CHECK_RADII[-1]:g} at m = {m:g}; use parameters closer to 1")
+            if not moving:
+                raise ValueError(f"{self!r}: the optimal control underflows to 0 at |p| = 1, m = {m:g} (H is "
+                                 "numerically 0); use parameters closer to 1")
 
     # -- written once from the above ----------------------------------------------------
     def bind(self, x: Any, m: Any) -> Callable[[Any], tuple[Any, Any]]:
@@ -130,12 +150,3 @@ def function_digest(function: Callable[[Any], Any], points: Any) -> str:
     values = np.ascontiguousarray(np.asarray(function(points), dtype=np.float64))
     return hashlib.sha256(values.tobytes()).hexdigest()[:20]
 
-
-def real_parameter(name: str, value: Any, lowest: float, *, strict: bool, owner: str) -> float:
-    """``value`` as a float, checked finite and ``> lowest`` (``>=`` unless ``strict``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{owner} {name} must be a real number, got {value!r}")
-    if not math.isfinite(value) or (value <= lowest if strict else value < lowest):
-        bound = f"> {lowest:g}" if strict else f">= {lowest:g}"
-        raise ValueError(f"{owner} {name} must be finite and {bound}, got {value}")
-    return float(value)

@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mfg_rl.core.hamiltonians.base import IsotropicHamiltonian, namespace, real_parameter, safe_power
+from mfg_rl.checks import check_real
+from mfg_rl.core.hamiltonians.base import IsotropicHamiltonian, namespace, safe_power
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,10 @@ class BoundedControlHamiltonian(IsotropicHamiltonian):
     control_cost: float = 1.0
 
     def __post_init__(self) -> None:
-        owner = "BoundedControlHamiltonian"
-        object.__setattr__(self, "max_speed", real_parameter("max_speed", self.max_speed, 0.0, strict=True,
-                                                             owner=owner))
-        object.__setattr__(self, "control_cost", real_parameter("control_cost", self.control_cost, 0.0,
-                                                                strict=True, owner=owner))
+        for name in ("max_speed", "control_cost"):
+            value = check_real(f"BoundedControlHamiltonian {name}", getattr(self, name), 0.0, open_low=True)
+            object.__setattr__(self, name, value)
+        self.check_finite()
 
     @property
     def _knee(self) -> float:

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from mfg_rl.core.hamiltonians.base import IsotropicHamiltonian, namespace
+from mfg_rl.checks import check_real, shown
+from mfg_rl.core.hamiltonians.base import CHECK_RADII, IsotropicHamiltonian, namespace
 
-CHECK_RADII = np.concatenate([[0.0], np.geomspace(1e-3, 1e2, 24)])  # |p| where H is checked
 BISECTION_STEPS = 80  # halvings of the Lagrangian's root search (float64 resolution)
 
 
@@ -50,7 +50,12 @@ class CustomHamiltonian(IsotropicHamiltonian):
     def __post_init__(self) -> None:
         if not callable(self.function):
             raise TypeError(
-                f"CustomHamiltonian function must be callable as H(x, p, m), got {self.function!r}")
+                f"CustomHamiltonian function must be callable as H(x, p, m), got {shown(self.function)}")
+        if not isinstance(self.name, str):
+            raise TypeError(f"CustomHamiltonian name must be a string, got {shown(self.name)}")
+        if self.max_speed is not None:
+            max_speed = check_real("CustomHamiltonian max_speed", self.max_speed, 0.0, open_low=True)
+            object.__setattr__(self, "max_speed", max_speed)
 
     @property
     def depends_on_m(self) -> bool:
@@ -150,6 +155,10 @@ class CustomHamiltonian(IsotropicHamiltonian):
             if np.any(d["h_r"] < -tol):
                 raise ValueError(f"CustomHamiltonian {self.name!r}: H must not decrease in |p| (the scheme "
                                  "is monotone only then); found dH/d|p| < 0")
+            if self.max_speed is not None and np.any(d["h_r"] > self.max_speed * (1.0 + 1e-6)):
+                raise ValueError(f"CustomHamiltonian {self.name!r}: max_speed={self.max_speed:g} is below "
+                                 f"the speed of H, |dH/dp| = {d['h_r'].max():.3g} at |p| <= "
+                                 f"{CHECK_RADII[-1]:g}; pass the supremum of |dH/dp|, or None if unbounded")
             if np.any(d["h_rr"] < -tol):
                 raise ValueError(f"CustomHamiltonian {self.name!r}: H must be convex in p; found "
                                  f"d2H/d|p|2 = {d['h_rr'].min():.3g} < 0")

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mfg_rl.core.hamiltonians.base import IsotropicHamiltonian, real_parameter, safe_power
+from mfg_rl.checks import check_real
+from mfg_rl.core.hamiltonians.base import IsotropicHamiltonian, safe_power
 
 
 @dataclass(frozen=True)
@@ -32,10 +33,10 @@ class PowerLawHamiltonian(IsotropicHamiltonian):
     control_cost: float = 1.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "power", real_parameter("power", self.power, 1.0, strict=True,
-                                                         owner="PowerLawHamiltonian"))
-        object.__setattr__(self, "control_cost", real_parameter(
-            "control_cost", self.control_cost, 0.0, strict=True, owner="PowerLawHamiltonian"))
+        for name, lowest in (("power", 1.0), ("control_cost", 0.0)):
+            value = check_real(f"PowerLawHamiltonian {name}", getattr(self, name), lowest, open_low=True)
+            object.__setattr__(self, name, value)
+        self.check_finite()
 
     @property
     def _c(self) -> float:

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from mfg_rl.core.hamiltonians.base import IsotropicHamiltonian, function_digest, real_parameter
+from mfg_rl.checks import check_real
+from mfg_rl.core.hamiltonians.base import IsotropicHamiltonian, function_digest
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,13 @@ class Hamiltonian(IsotropicHamiltonian):
 
     def __post_init__(self) -> None:
         if not callable(self.control_cost):
-            object.__setattr__(self, "control_cost", real_parameter(
-                "control_cost", self.control_cost, 0.0, strict=True, owner="Hamiltonian"))
-        object.__setattr__(self, "congestion", real_parameter(
-            "congestion", self.congestion, 0.0, strict=False, owner="Hamiltonian"))
-        object.__setattr__(self, "exponent", real_parameter(
-            "exponent", self.exponent, 0.0, strict=True, owner="Hamiltonian"))
+            object.__setattr__(self, "control_cost", check_real("Hamiltonian control_cost", self.control_cost,
+                                                                0.0, open_low=True))
+        object.__setattr__(self, "congestion", check_real("Hamiltonian congestion", self.congestion, 0.0))
+        object.__setattr__(self, "exponent", check_real("Hamiltonian exponent", self.exponent, 0.0,
+                                                        open_low=True))
+        if not callable(self.control_cost):
+            self.check_finite()
 
     @property
     def has_congestion(self) -> bool:
