@@ -21,6 +21,17 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("MFG_RL_CACHE", Path.home() / ".cache" / "mfg_rl"))
 
 
+def checked_path(name: str, value: object) -> Path:
+    """``value`` as a ``Path``: a non-empty ``str`` or ``os.PathLike`` without NUL characters, else a
+    TypeError/ValueError naming ``name``."""
+    if isinstance(value, bytes) or not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a file path (str or os.PathLike), got {value!r:.60}")
+    text = os.fspath(value)
+    if not isinstance(text, str) or not text or "\0" in text:
+        raise ValueError(f"{name} must be a non-empty file path without NUL characters, got {value!r:.60}")
+    return Path(text)
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
     """Write ``path`` all or nothing: ``write(file)`` fills ``<name>.<random>.tmp`` beside it,
     which is fsynced and renamed over ``path``; the directory is fsynced where the OS allows.
@@ -28,7 +39,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     The file gets mode ``0o666 & ~umask`` (the kernel applies the umask when it creates the
     temporary file); the temporary file is removed on any failure. Returns the path.
     """
-    path = Path(path)
+    path = checked_path("path", path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)

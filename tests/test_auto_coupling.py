@@ -84,10 +84,11 @@ def test_auto_with_particles_runs_anderson_alone():
 
 @pytest.mark.parametrize(("options", "message"), [
     ({"patience": 0}, "patience must be an integer >= 1"), ({"newton_patience": 1.5}, "newton_patience"),
-    ({"damping": 0.0}, r"damping must be in \(0, 1\]"), ({"depth": 0}, "depth must be an integer"),
+    ({"damping": 0.0}, r"damping must be a finite number in \(0, 1\]"),
+    ({"depth": 0}, "depth must be an integer"),
 ])
 def test_auto_options_are_checked(options, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((TypeError, ValueError), match=message):
         Auto(**options)
 
 

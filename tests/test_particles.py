@@ -167,7 +167,7 @@ def test_solve_with_particles_records_and_converges_near_closed_form():
 def test_solve_rejects_bad_particle_options(kwargs, match):
     problem = problems.make("lq-1d", Nx=21, Nt=4)
     options = {"fp": "particles", "n_particles": 1000, "tol": 0.05, "progress": False} | kwargs
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((TypeError, ValueError), match=match):
         solve(problem, **options)
 
 

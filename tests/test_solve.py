@@ -175,9 +175,9 @@ def test_nan_cost_rejected_at_construction():
         ({"method": "euler"}, "method must be one of"),
         ({"coupling": "newtonish"}, "coupling must be one of"),
         ({"fp": "spectral"}, "fp must be one of"),
-        ({"tol": 0.0}, "tol must be in"),
+        ({"tol": 0.0}, r"tol must be a finite number in \(0, 1\)"),
         ({"max_iter": 0}, "max_iter must be"),
-        ({"damping": 1.5}, "damping must be in"),
+        ({"damping": 1.5}, r"damping must be a finite number in \(0, 1\]"),
         ({"backend": "cupy"}, "backend must be one of"),
     ],
 )

@@ -156,5 +156,5 @@ def test_bad_options_raise() -> None:
         GlobalSpacetime("lu")
     with pytest.raises(ValueError, match="warmup"):
         Newton(warmup=-1)
-    with pytest.raises(ValueError, match="warmup"):
+    with pytest.raises(TypeError, match="warmup"):
         Newton(warmup=1.5)

@@ -19,9 +19,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from mfg_rl.checks import check_flag, check_int
 from mfg_rl.errors import SolverError
 from mfg_rl.solvers.callbacks import Callback, IterationState
-from mfg_rl.solvers.coupling import PROGRESS, Anderson, CouplingResult, run_coupling
+from mfg_rl.solvers.coupling import PROGRESS, Anderson, CouplingResult, check_damping, run_coupling
 from mfg_rl.solvers.discrete import DiscreteMFG
 from mfg_rl.solvers.newton import Newton, run_newton
 from mfg_rl.solvers.trajectory import TrajectorySolver
@@ -54,13 +55,11 @@ class Auto:
     name: str = "auto"
 
     def __post_init__(self) -> None:
-        Anderson(depth=self.depth, damping=self.damping)  # checks both
+        object.__setattr__(self, "depth", Anderson(depth=self.depth).depth)
+        object.__setattr__(self, "damping", check_damping(self.damping))
         for name in ("patience", "newton_patience"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not isinstance(self.newton_phases, bool):
-            raise ValueError(f"newton_phases must be True or False, got {self.newton_phases!r}")
+            object.__setattr__(self, name, check_int(name, getattr(self, name), 1))
+        object.__setattr__(self, "newton_phases", check_flag("newton_phases", self.newton_phases))
 
     def reset(self) -> None:
         """Auto keeps no state between solves (each phase builds its policy)."""

@@ -24,10 +24,25 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from mfg_rl.checks import check_flag, check_int, check_real
 from mfg_rl.errors import SolverError
 from mfg_rl.solvers.callbacks import Callback, IterationState
 from mfg_rl.solvers.discrete import DiscreteMFG
 from mfg_rl.solvers.trajectory import TrajectorySolver
+
+
+def check_damping(value: Any, name: str = "damping") -> float:
+    """A relaxation factor ``theta`` in (0, 1], else an error naming ``name``."""
+    return check_real(name, value, 0.0, 1.0, open_low=True)
+
+
+MIN_DAMPING = 1.0 / 64  # the smallest relaxation an adaptive policy halves down to, unless asked
+
+
+def check_min_damping(value: Any, damping: float) -> float:
+    """``min_damping`` in (0, damping]; None gives ``min(MIN_DAMPING, damping)``."""
+    return min(MIN_DAMPING, damping) if value is None else check_real("min_damping", value, 0.0, damping,
+                                                                      open_low=True)
 
 
 @dataclass
@@ -35,22 +50,22 @@ class FixedPoint:
     """Damped fixed point (Picard): ``m <- (1 - theta) m + theta FP(u(m))``.
 
     ``damping`` is the first ``theta`` in (0, 1]. With ``adaptive=True`` the policy halves
-    ``theta`` (down to ``min_damping``) whenever the residual grows, which keeps the
-    undamped speed on contractive problems and converges on strongly coupled ones.
+    ``theta`` (down to ``min_damping``, default ``min(1/64, damping)``) whenever the residual
+    grows, which keeps the undamped speed on contractive problems and converges on strongly
+    coupled ones.
     """
 
     damping: float = 1.0
     adaptive: bool = True
-    min_damping: float = 1.0 / 64
+    min_damping: float | None = None
     name: str = "fixed_point"
     theta: float = field(init=False)
     patience: ClassVar[int] = 30  # iterations without progress that mean a floor (``Progress``)
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.damping <= 1.0:
-            raise ValueError(f"damping must be in (0, 1], got {self.damping}")
-        if not 0.0 < self.min_damping <= self.damping:
-            raise ValueError(f"min_damping must be in (0, damping], got {self.min_damping}")
+        self.damping = check_damping(self.damping)
+        self.adaptive = check_flag("adaptive", self.adaptive)
+        self.min_damping = check_min_damping(self.min_damping, self.damping)
         self.theta = self.damping
 
     def reset(self) -> None:
@@ -87,8 +102,9 @@ class Anderson:
 
     With residuals ``r_j = G(m_j) - m_j`` of the last ``depth + 1`` iterates, ``gamma``
     minimises ``|r_k - dR gamma|`` and ``m <- (m_k - dM gamma) + theta (r_k - dR gamma)``.
-    ``theta`` starts at ``damping`` and halves whenever the residual grows (the history is
-    then cleared); a step that would make ``m`` negative falls back to the damped step.
+    ``theta`` starts at ``damping`` and halves (down to ``min_damping``, default
+    ``min(1/64, damping)``) whenever the residual grows (the history is then cleared); a step
+    that would make ``m`` negative falls back to the damped step.
     ``inexact``: let the coupling loop loosen the step solves (module docstring); the
     extrapolation tolerates that noise, while the adaptive plain fixed point does not
     (it reads small residual bumps as divergence and damps), so only Anderson does so.
@@ -96,7 +112,7 @@ class Anderson:
 
     depth: int = 5
     damping: float = 1.0
-    min_damping: float = 1.0 / 64
+    min_damping: float | None = None
     inexact: bool = True
     name: str = "anderson"
     history: list[tuple[Any, Any]] = field(default_factory=list, repr=False)
@@ -104,10 +120,10 @@ class Anderson:
     patience: ClassVar[int] = 30
 
     def __post_init__(self) -> None:
-        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or not 1 <= self.depth <= 50:
-            raise ValueError(f"depth must be an integer in [1, 50], got {self.depth!r}")
-        if not 0.0 < self.damping <= 1.0:
-            raise ValueError(f"damping must be in (0, 1], got {self.damping}")
+        self.depth = check_int("depth", self.depth, 1, 50)
+        self.damping = check_damping(self.damping)
+        self.min_damping = check_min_damping(self.min_damping, self.damping)
+        self.inexact = check_flag("inexact", self.inexact)
         self.theta = self.damping
 
     def reset(self) -> None:

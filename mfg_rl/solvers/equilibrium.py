@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from mfg_rl.checks import shown
 from mfg_rl.core import MFGProblem, SpacetimeField
 from mfg_rl.errors import EquilibriumFileError
-from mfg_rl.paths import atomic_write
+from mfg_rl.paths import atomic_write, checked_path
 
 FORMAT_VERSION = 1
 
@@ -144,7 +145,10 @@ class Equilibrium:
         """
         from mfg_rl.backends import create_backend
 
-        path = Path(path)
+        path = checked_path("path", path)
+        if problem is not None and not isinstance(problem, MFGProblem):
+            raise TypeError(f"problem must be None or the MFGProblem the file was solved for, "
+                            f"got {shown(problem)}")
         u, m, meta = _read(path)
         saved, diagnostics = _parse_meta(path, meta)
         if problem is None:

@@ -43,6 +43,7 @@ import numpy as np
 from array_api_compat import device as array_device
 
 from mfg_rl.backends.krylov import fgmres
+from mfg_rl.checks import check_int, check_optional, check_real
 from mfg_rl.errors import SolverError
 from mfg_rl.solvers.callbacks import Callback, IterationState
 from mfg_rl.solvers.coupling import CouplingResult, FixedPoint, Progress, attainable_floor, run_coupling
@@ -81,13 +82,10 @@ class Newton:
     patience: ClassVar[int] = 8  # Newton steps without progress that mean a stall (``Progress``)
 
     def __post_init__(self) -> None:
-        if self.warmup is not None and (isinstance(self.warmup, bool) or not isinstance(self.warmup, int)
-                                        or not 0 <= self.warmup <= 1000):
-            raise ValueError(f"warmup must be None or an integer in [0, 1000], got {self.warmup!r}")
-        if not isinstance(self.max_linear, int) or self.max_linear < 1:
-            raise ValueError(f"max_linear must be an integer >= 1, got {self.max_linear!r}")
-        if not 0.0 < self.linear_rtol < 1.0:
-            raise ValueError(f"linear_rtol must be in (0, 1), got {self.linear_rtol!r}")
+        self.warmup = check_optional(check_int, "warmup", self.warmup, 0, 1000)
+        self.max_linear = check_int("max_linear", self.max_linear, 1)
+        self.linear_rtol = check_real("linear_rtol", self.linear_rtol, 0.0, 1.0, open_low=True,
+                                      open_high=True)
 
     def reset(self) -> None:
         """Newton keeps no state between solves."""

@@ -54,6 +54,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from mfg_rl.checks import check_flag, check_int, check_optional, check_real
+from mfg_rl.core import MFGProblem
 from mfg_rl.errors import SolverError
 from mfg_rl.solvers.discrete import DiscreteMFG
 from mfg_rl.solvers.stencil import StencilMatrix
@@ -98,20 +100,13 @@ class Parareal:
     def __init__(self, slices: int = 8, coarse_factor: int | None = None, *, tol: float = 1e-10,
                  max_iter: int | None = None, warm_start: bool = True,
                  forcing: float | None = 1e-3, workers: int | None = None) -> None:
-        if not _positive_int(slices):
-            raise ValueError(f"slices must be an integer >= 1, got {slices!r}")
-        if coarse_factor is not None and not _positive_int(coarse_factor):
-            raise ValueError(f"coarse_factor must be None or an integer >= 1, got {coarse_factor!r}")
-        if not (isinstance(tol, (int, float)) and 0.0 < tol < 1.0):
-            raise ValueError(f"tol must be in (0, 1), got {tol!r}")
-        if max_iter is not None and not _positive_int(max_iter):
-            raise ValueError(f"max_iter must be None or an integer >= 1, got {max_iter!r}")
-        if not isinstance(warm_start, bool):
-            raise ValueError(f"warm_start must be a bool, got {warm_start!r}")
-        if forcing is not None and not (isinstance(forcing, (int, float)) and 0.0 < forcing < 1.0):
-            raise ValueError(f"forcing must be None or in (0, 1), got {forcing!r}")
-        if workers is not None and not _positive_int(workers):
-            raise ValueError(f"workers must be None or an integer >= 1, got {workers!r}")
+        slices = check_int("slices", slices, 1)
+        coarse_factor = check_optional(check_int, "coarse_factor", coarse_factor, 1)
+        tol = check_real("tol", tol, 0.0, 1.0, open_low=True, open_high=True)
+        max_iter = check_optional(check_int, "max_iter", max_iter, 1)
+        warm_start = check_flag("warm_start", warm_start)
+        forcing = check_optional(check_real, "forcing", forcing, 0.0, 1.0, open_low=True, open_high=True)
+        workers = check_optional(check_int, "workers", workers, 1)
         self.slices = slices
         self.coarse_factor = coarse_factor
         self.tol = float(tol)
@@ -136,6 +131,12 @@ class Parareal:
     def timings(self) -> dict[str, float]:
         return {"parareal_fine": self.seconds["hjb_fine"] + self.seconds["fp_fine"],
                 "parareal_coarse": self.seconds["hjb_coarse"] + self.seconds["fp_coarse"]}
+
+    def check(self, problem: MFGProblem) -> None:
+        """ValueError, before any work, when ``problem`` has fewer time steps than slices."""
+        if self.slices > problem.time.Nt:
+            raise ValueError(f"{self!r} has slices={self.slices} > Nt={problem.time.Nt}, the problem's time "
+                             f"steps; use slices <= {problem.time.Nt}")
 
     # -- time layout -----------------------------------------------------------------
     def bounds(self, Nt: int) -> list[int]:
@@ -334,6 +335,3 @@ def pick(xp: Any, a: Any, levels: list[int], like: Any) -> Any:
         return a[levels[0]]
     return xp.stack([a[n] for n in levels])
 
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1

@@ -44,6 +44,7 @@ from mfg_rl.backends.bandwidth import rule_factor
 from mfg_rl.backends.base import check_seed
 from mfg_rl.backends.kde import METHODS, RULES, axis_kinds, rule_bandwidth
 from mfg_rl.backends.kde_binned import BoxLattice
+from mfg_rl.checks import check_choice, check_flag, check_int, check_optional, check_real, shown
 from mfg_rl.errors import SolverError
 from mfg_rl.solvers.discrete import DiscreteMFG
 from mfg_rl.solvers.particle_noise import PrefetchedNoise
@@ -51,6 +52,8 @@ from mfg_rl.solvers.particle_noise import PrefetchedNoise
 MIN_BANDWIDTH_CELLS = 0.5  # a rule's bandwidth is floored at half a cell (narrower kernels alias)
 STEP_CHUNK_HOST = 2**15  # particles per step chunk on a CPU: in cache; torch runs such ops on one thread
 DTYPES = ("float32", "float64")
+MAX_PARTICLES = 2**30
+"""Most particles of a solve: their float64 positions alone then take 8 GiB per axis."""
 
 
 @dataclass
@@ -79,7 +82,7 @@ class ParticleFP:
     """FP trajectory solver by ``n_particles`` SDE paths (module doc); an FP-only strategy.
 
     Args:
-        n_particles: N >= 1 (>= 2 with a bandwidth rule).
+        n_particles: ``1 <= N <= MAX_PARTICLES`` (>= 2 with a bandwidth rule).
         seed: int >= 0; same seed, same particles on the same backend.
         bandwidth: KDE ``sigma`` (float, grid units) or ``"scott"``/``"silverman"``.
         kde_method: ``"binned"`` (FFT, default) or ``"exact"``.
@@ -108,23 +111,20 @@ class ParticleFP:
 
     def __init__(self, n_particles: int = 100_000, seed: int = 0, *, bandwidth: float | str = "scott",
                  kde_method: str = "binned", store_paths: bool = False, dtype: str | None = None) -> None:
-        if isinstance(n_particles, bool) or not isinstance(n_particles, (int, np.integer)) or n_particles < 1:
-            raise ValueError(f"n_particles must be an integer >= 1, got {n_particles!r}")
-        allowed = f"a float > 0 or one of {', '.join(RULES)}"
+        n_particles = check_int("n_particles", n_particles, 1, MAX_PARTICLES)
         if isinstance(bandwidth, str):
-            if bandwidth not in RULES:
-                raise ValueError(f"bandwidth must be {allowed}, got {bandwidth!r}")
+            check_choice("bandwidth", bandwidth, RULES)
             if n_particles < 2:
                 raise ValueError(f"bandwidth rule {bandwidth!r} needs n_particles >= 2, got {n_particles}")
-        elif isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, float)) \
-                or not 0 < bandwidth < math.inf:
-            raise ValueError(f"bandwidth must be {allowed}, got {bandwidth!r}")
-        if kde_method not in METHODS:
-            raise ValueError(f"kde_method must be one of {', '.join(METHODS)}, got {kde_method!r}")
-        if not isinstance(store_paths, bool):
-            raise ValueError(f"store_paths must be True or False, got {store_paths!r}")
-        if dtype is not None and dtype not in DTYPES:
-            raise ValueError(f"dtype must be None or one of {', '.join(DTYPES)}, got {dtype!r}")
+        else:
+            try:
+                bandwidth = check_real("bandwidth", bandwidth, 0.0, open_low=True)
+            except TypeError:
+                raise TypeError(f"bandwidth must be a float > 0 or one of {', '.join(map(repr, RULES))}, "
+                                f"got {shown(bandwidth)}") from None
+        check_choice("kde_method", kde_method, METHODS)
+        check_flag("store_paths", store_paths)
+        check_optional(check_choice, "dtype", dtype, DTYPES)
         self.n_particles = int(n_particles)
         self.seed = check_seed(seed)
         self.bandwidth = bandwidth
@@ -132,6 +132,16 @@ class ParticleFP:
         self.store_paths = store_paths
         self.dtype = dtype
         self._last: tuple[Any, Any, Any, ParticleRun] | None = None
+
+    def check_tol(self, tol: float) -> None:
+        """ValueError when ``tol`` is below one particle's mass ``1/N``, which no seeded particle
+        system resolves (a sensible ``tol`` is about ``1/sqrt(N)``, the Monte Carlo error)."""
+        n = self.n_particles
+        if tol < 1.0 / n:
+            raise ValueError(f"tol={tol:g} is out of reach of fp='particles' with n_particles={n}: below one "
+                             f"particle's mass 1/n_particles = {1.0 / n:g}; use tol >= {1.0 / n:g}, "
+                             "typically "
+                             f"~1/sqrt(n_particles) = {n ** -0.5:.1e}, or more particles")
 
     def fp(self, disc: DiscreteMFG, u: Any, m: Any, forcing: float | None = None, steps: Any = None) -> Any:
         """Density ``(Nt+1, *space)`` of the particles driven by ``u`` (``m``: congestion).
@@ -373,20 +383,3 @@ class ParticleMFG(DiscreteMFG):
     def outflow(self, u: Any, m: Any) -> Any:
         return self.backend.asarray(np.diff(self.particles.simulate(self, u, m).exited))
 
-
-def particle_solver(fp: str, n_particles: Any, seed: Any, tol: float) -> ParticleFP | None:
-    """``solve``'s particle options, checked before work: a ``ParticleFP`` or None for FDM.
-
-    A solve cannot resolve the fixed point below one particle's mass: ``tol < 1/N`` raises
-    ValueError (a sensible ``tol`` is about ``1/sqrt(N)``, the Monte Carlo error).
-    """
-    particles = ParticleFP(n_particles, seed)
-    if fp != "particles":
-        return None
-    if isinstance(tol, (int, float)) and tol < 1.0 / particles.n_particles:
-        raise ValueError(
-            f"tol={tol:g} is below what n_particles={particles.n_particles} can resolve (one "
-            f"particle's mass, {1.0 / particles.n_particles:g}); use tol >= 1/n_particles, "
-            f"typically ~1/sqrt(n_particles) = {particles.n_particles ** -0.5:.1e}"
-        )
-    return particles

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import os
 import time
 import warnings
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from mfg_rl.backends import ENV_VAR, Backend, create_backend
+from mfg_rl.backends import Backend
 from mfg_rl.core import MFGProblem, SpacetimeField
 from mfg_rl.core.monotonicity import uniqueness_note
-from mfg_rl.paths import default_cache_dir
 from mfg_rl.solvers.auto import Auto, run_auto
 from mfg_rl.solvers.cache import load_cached
 from mfg_rl.solvers.callbacks import Callback, ProgressBar
@@ -26,14 +21,11 @@ from mfg_rl.solvers.coupling import Anderson, FictitiousPlay, FixedPoint, run_co
 from mfg_rl.solvers.discrete import DiscreteMFG
 from mfg_rl.solvers.equilibrium import Diagnostics, Equilibrium
 from mfg_rl.solvers.newton import Newton, run_newton
-from mfg_rl.solvers.particles import ParticleFP, ParticleMFG, particle_solver
-from mfg_rl.solvers.registry import POLICIES, STRATEGIES
+from mfg_rl.solvers.options import checked_options
+from mfg_rl.solvers.particles import ParticleFP, ParticleMFG
 from mfg_rl.solvers.stencil import LinearSolver
 
 log = logging.getLogger("mfg_rl.solvers")
-
-FP_METHODS = ("fdm", "particles")
-DEFAULT_PARTICLES = 100_000  # n_particles of fp="particles" when not given
 
 
 def solve(
@@ -118,40 +110,11 @@ def solve(
         >>> eq.diagnostics.converged, eq.u.shape
         (True, (11, 51))
     """
-    if not isinstance(problem, MFGProblem):
-        raise TypeError(f"problem must be an MFGProblem, got {type(problem).__name__}")
-    if isinstance(method, str):
-        if method not in STRATEGIES:
-            raise ValueError(f"method must be one of {', '.join(STRATEGIES)}, got {method!r}")
-        strategy = STRATEGIES[method]()
-    elif callable(getattr(method, "hjb", None)) and callable(getattr(method, "fp", None)):
-        strategy, method = method, method.name
-    else:
-        raise TypeError(f"method must be a name or a strategy object with hjb and fp, got {method!r}")
-    particles = _particles(fp, n_particles, seed, tol)
-    policy = _policy(coupling, damping)
-    if isinstance(policy, Newton) and particles is not None:
-        raise ValueError("coupling='newton' needs fp='fdm' (the Jacobian of particles is not assembled)")
-    if isinstance(policy, Auto) and particles is not None:
-        policy = replace(policy, newton_phases=False)
-    if isinstance(tol, bool) or not (isinstance(tol, (int, float)) and 0.0 < tol < 1.0):
-        raise ValueError(f"tol must be in (0, 1), got {tol!r}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-    if isinstance(policy, FictitiousPlay) and tol * max_iter < 1.0:
-        raise ValueError(
-            f"tol={tol:g} is out of reach of fictitious_play in max_iter={max_iter} iterations: its "
-            f"residual falls like 1/k, so it needs about 1/tol = {1 / tol:.0e}; use tol >= "
-            f"1/max_iter = {1 / max_iter:.1e}, or coupling='auto' (or 'anderson') for tol={tol:g}"
-        )
-    if not 0.0 < newton_tol < 1e-3:
-        raise ValueError(f"newton_tol must be in (0, 1e-3), got {newton_tol!r}")
-    linear = _linear(linear, problem)
-    backend = create_backend(_placement(strategy) if backend is None else backend)
-    lowest = 10.0 * float(np.finfo(backend.dtype_name).eps)
-    if tol < lowest:
-        raise ValueError(f"tol={tol:g} is below round-off in {backend.dtype_name} (10 eps = {lowest:.1e}); "
-                         f"use tol >= {lowest:.1e}")
+    checked = checked_options(problem, method, coupling, fp, backend, tol, max_iter, progress, damping,
+                              callbacks, allow_unconverged, cache, newton_tol, n_particles, seed, linear)
+    method, strategy, policy, particles = checked.method, checked.strategy, checked.policy, checked.particles
+    backend, linear, tol, max_iter = checked.backend, checked.linear, checked.tol, checked.max_iter
+    newton_tol = checked.newton_tol
     fp = "fdm" if particles is None else particles.name
     options = {"method": method, "coupling": policy.name, "fp": fp, "tol": tol,
                "damping": getattr(policy, "damping", None),
@@ -162,7 +125,7 @@ def solve(
     if particles is not None:
         options.update(n_particles=particles.n_particles, seed=particles.seed, bandwidth=particles.bandwidth,
                        kde_method=particles.kde_method, particle_dtype=particles.dtype)
-    cache_path = _cache_path(problem, options, cache)
+    cache_path = None if checked.cache is None else _cache_path(problem, options, checked.cache)
     cached = None if cache_path is None else load_cached(cache_path, problem, backend)
     if cached is not None:
         return cached
@@ -171,7 +134,7 @@ def solve(
     discretise = getattr(strategy, "discretise", DiscreteMFG)
     disc = (discretise(problem, backend, newton_tol=newton_tol, linear=linear) if particles is None
             else ParticleMFG(problem, backend, particles, newton_tol=newton_tol, linear=linear))
-    loop_callbacks = list(callbacks or [])
+    loop_callbacks = checked.callbacks
     if progress:
         loop_callbacks.insert(0, ProgressBar(f"{problem.name} {method}/{policy.name}"))
     run = run_auto if isinstance(policy, Auto) else run_newton if isinstance(policy, Newton) else run_coupling
@@ -210,96 +173,7 @@ def solve(
     return eq
 
 
-def _particles(fp: Any, n_particles: Any, seed: Any, tol: float) -> ParticleFP | None:
-    """The particle FP solver that ``fp`` asks for (None for finite differences), checked.
-
-    ``n_particles`` and ``seed`` are None unless the caller gave them; they are used by
-    ``fp="particles"`` only, so given with ``"fdm"`` or a ``ParticleFP`` they raise.
-    """
-    given = [(name, value) for name, value in (("n_particles", n_particles), ("seed", seed))
-             if value is not None]
-    if isinstance(fp, ParticleFP):
-        if given:
-            name, value = given[0]
-            raise ValueError(
-                f"{name}={value!r} is not used with fp=ParticleFP(...), which carries its own "
-                f"{name}={getattr(fp, name)!r}; set it on the object (ParticleFP({name}=...)) or pass "
-                f"fp='particles', {name}={value!r}"
-            )
-        particle_solver("particles", fp.n_particles, fp.seed, tol)  # the tol >= 1/n_particles check
-        return fp
-    if not isinstance(fp, str):
-        raise TypeError(f"fp must be one of {', '.join(FP_METHODS)} or a ParticleFP, got {fp!r}")
-    if fp not in FP_METHODS:
-        raise ValueError(f"fp must be one of {', '.join(FP_METHODS)} or a ParticleFP, got {fp!r}")
-    if fp == "fdm":
-        if given:
-            name, value = given[0]
-            raise ValueError(
-                f"{name}={value!r} is only used by particles, not by fp='fdm'; pass fp='particles' "
-                f"(or fp=ParticleFP(...)) to use it, or drop {name}"
-            )
-        return None
-    n_particles = DEFAULT_PARTICLES if n_particles is None else n_particles
-    return particle_solver(fp, n_particles, 0 if seed is None else seed, tol)
-
-
-def _policy(coupling: Any, damping: Any) -> FixedPoint | FictitiousPlay | Anderson | Newton:
-    """The coupling policy that ``coupling`` names, with ``damping`` where the policy has one.
-
-    ``damping`` other than its default 1 raises where it would be ignored: a policy without
-    damping, or a policy object (which carries its own).
-    """
-    if isinstance(coupling, str):
-        if coupling not in POLICIES:
-            raise ValueError(f"coupling must be one of {', '.join(POLICIES)}, got {coupling!r}")
-        cls = POLICIES[coupling]
-        if _has_damping(cls):
-            return cls(damping=damping)
-        if damping != 1.0:
-            damped = [name for name, kind in POLICIES.items() if _has_damping(kind)]
-            raise ValueError(
-                f"damping={damping!r} is not used by coupling={coupling!r}, which has no damping; "
-                f"use coupling={' or '.join(map(repr, damped))}, or drop damping"
-            )
-        return cls()
-    if isinstance(coupling, tuple(POLICIES.values())):
-        if damping != 1.0:
-            kind = type(coupling).__name__
-            where = (f"{kind}(damping={damping!r})" if _has_damping(type(coupling))
-                     else f"a policy with damping ({kind} has none)")
-            raise ValueError(
-                f"damping={damping!r} is not used with coupling={kind}(...), a policy object that "
-                f"carries its own options; pass {where} instead, or drop damping"
-            )
-        return coupling
-    raise TypeError(f"coupling must be a name or one of {', '.join(POLICIES)} policies, got {coupling!r}")
-
-
-def _placement(strategy: Any) -> str:
-    """The backend of ``solve(backend=None)``: the strategy's, ``$MFG_RL_BACKEND``, or numpy."""
-    return getattr(strategy, "backend", None) or os.environ.get(ENV_VAR, "").strip() or "numpy"
-
-
-def _linear(linear: Any, problem: MFGProblem) -> LinearSolver:
-    """``solve``'s linear solver options, checked: given for a 1D grid (tridiagonal steps) they raise."""
-    if linear is None:
-        return LinearSolver()
-    if not isinstance(linear, LinearSolver):
-        raise TypeError(f"linear must be a mfg_rl.solvers.LinearSolver or None, got {linear!r}")
-    if problem.grid.ndim == 1:
-        raise ValueError(f"linear={linear!r} is not used on a 1D grid, whose implicit steps are tridiagonal "
-                         "solves; drop linear")
-    return linear
-
-
-def _has_damping(policy: type) -> bool:
-    return "damping" in inspect.signature(policy).parameters
-
-
-def _cache_path(problem: MFGProblem, options: dict[str, Any], cache: Any) -> Path | None:
-    if cache is False or cache is None:
-        return None
-    directory = default_cache_dir() if cache is True else Path(cache)
+def _cache_path(problem: MFGProblem, options: dict[str, Any], directory: Path) -> Path:
+    """The cache file of ``problem`` solved with ``options`` in ``directory``."""
     key = hashlib.sha256(json.dumps([problem.fingerprint(), options], sort_keys=True).encode())
     return directory / f"{problem.name}-{key.hexdigest()[:16]}.npz"

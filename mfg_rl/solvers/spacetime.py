@@ -26,6 +26,7 @@ from array_api_compat import device as array_device
 
 from mfg_rl.backends import SparsePattern
 from mfg_rl.backends.krylov import fgmres
+from mfg_rl.checks import check_choice, check_int, check_real
 from mfg_rl.solvers.discrete import DiscreteMFG
 from mfg_rl.solvers.stencil import StencilMatrix, StencilSolver, stencil_coo, stencil_values
 from mfg_rl.solvers.step_newton import newton, raise_for_status, round_off_floor
@@ -79,16 +80,10 @@ class GlobalSpacetime:
 
     def __init__(self, linear: str = "direct", *, rtol: float = 1e-12, restart: int = 30,
                  max_iter: int = 300) -> None:
-        if linear not in LINEAR:
-            raise ValueError(f"linear must be one of {', '.join(LINEAR)}, got {linear!r}")
-        if not 0.0 < rtol < 1.0:
-            raise ValueError(f"rtol must be in (0, 1), got {rtol!r}")
-        if restart < 1 or max_iter < 1:
-            raise ValueError(f"restart and max_iter must be >= 1, got {restart}, {max_iter}")
-        self.linear = linear
-        self.rtol = rtol
-        self.restart = restart
-        self.max_iter = max_iter
+        self.linear = check_choice("linear", linear, LINEAR)
+        self.rtol = check_real("rtol", rtol, 0.0, 1.0, open_low=True, open_high=True)
+        self.restart = check_int("restart", restart, 1)
+        self.max_iter = check_int("max_iter", max_iter, 1)
         self.krylov_iterations: list[int] = []
         self._patterns: dict[tuple, tuple[SparsePattern, np.ndarray]] = {}
         self._inner: StencilSolver | None = None

@@ -21,6 +21,7 @@ import numpy as np
 from mfg_rl.backends import Backend, SparsePattern
 from mfg_rl.backends.krylov import KrylovResult, bicgstab, bicgstab_while, cyclic_tridiagonal
 from mfg_rl.backends.shift import from_above, from_below
+from mfg_rl.checks import check_choice, check_flag, check_int, check_real
 from mfg_rl.core import Grid
 
 
@@ -87,19 +88,12 @@ class LinearSolver:
     compiled: bool = True
 
     def __post_init__(self) -> None:
-        if self.method not in LINEAR_SOLVES:
-            raise ValueError(f"linear must be one of {', '.join(LINEAR_SOLVES)}, got {self.method!r}")
-        if self.preconditioner not in PRECONDITIONERS:
-            raise ValueError(
-                f"preconditioner must be one of {', '.join(PRECONDITIONERS)}, got {self.preconditioner!r}"
-            )
-        rtol = self.rtol
-        if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0.0 < rtol < 1.0:
-            raise ValueError(f"rtol must be in (0, 1), got {self.rtol!r}")
-        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, int) or self.max_iter < 1:
-            raise ValueError(f"max_iter must be an integer >= 1, got {self.max_iter!r}")
-        if not isinstance(self.compiled, bool):
-            raise ValueError(f"compiled must be True or False, got {self.compiled!r}")
+        check_choice("method", self.method, LINEAR_SOLVES)
+        check_choice("preconditioner", self.preconditioner, PRECONDITIONERS)
+        rtol = check_real("rtol", self.rtol, 0.0, 1.0, open_low=True, open_high=True)
+        object.__setattr__(self, "rtol", rtol)
+        object.__setattr__(self, "max_iter", check_int("max_iter", self.max_iter, 1))
+        check_flag("compiled", self.compiled)
 
     def build(self, grid: Grid, backend: Backend) -> StencilSolver:
         """The solver of these options for ``grid`` on ``backend``."""

@@ -36,6 +36,8 @@ class TrajectorySolver(Protocol):
 
     ``forcing`` (None: exact): the accuracy the coupling iteration needs from the step
     solves (``DiscreteMFG``); ``steps``: FP step matrices from the HJB sweep (``HJBResult``).
+    A strategy with limits on the problem (``Parareal``'s slices) also has ``check(problem)``,
+    which ``solve`` calls before any work.
     """
 
     name: str
