@@ -44,14 +44,9 @@ def available_backends() -> dict[str, list[str]]:
         if name == "numpy":
             found[name] = ["cpu"]
         elif name == "torch":
-            import torch
+            from mfg_rl.backends.torch_backend import torch_devices
 
-            devices = ["cpu"]
-            devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-            mps = getattr(torch.backends, "mps", None)
-            if mps is not None and mps.is_available():
-                devices.append("mps")
-            found[name] = devices
+            found[name] = torch_devices()
         else:
             from mfg_rl.backends.jax_backend import import_jax
 

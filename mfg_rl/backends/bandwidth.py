@@ -7,9 +7,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from mfg_rl.backends.arrays import Grid
+from mfg_rl.checks import check_real, shown
 
 RULES = ("scott", "silverman")
 MIN_BANDWIDTH_CELLS = 1e-3  # sigma_d must be at least this many cells wide
@@ -24,14 +23,7 @@ def check_bandwidth(bandwidth: Any, grid: Grid) -> tuple[float, ...] | str:
     values = bandwidth if isinstance(bandwidth, (tuple, list)) else [bandwidth] * grid.ndim
     if len(values) != grid.ndim:
         raise ValueError(f"bandwidth must be {allowed}; got {len(values)} values")
-    out = []
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise TypeError(f"bandwidth must be {allowed}; got {bandwidth!r}")
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"bandwidth must be {allowed}; got {bandwidth!r}")
-        out.append(float(value))
-    return tuple(out)
+    return _positive_floats("bandwidth", bandwidth, values, allowed)
 
 
 def check_floor(floor: Any, bandwidth: tuple[float, ...] | str, grid: Grid) -> tuple[float, ...] | None:
@@ -45,14 +37,18 @@ def check_floor(floor: Any, bandwidth: tuple[float, ...] | str, grid: Grid) -> t
     values = floor if isinstance(floor, (tuple, list)) else [floor] * grid.ndim
     if len(values) != grid.ndim:
         raise ValueError(f"min_bandwidth must be {allowed}; got {len(values)} values")
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise TypeError(f"min_bandwidth must be {allowed}; got {floor!r}")
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"min_bandwidth must be {allowed}; got {floor!r}")
-    out = tuple(float(v) for v in values)
+    out = _positive_floats("min_bandwidth", floor, values, allowed)
     check_sigma(out, grid, "min_bandwidth")
     return out
+
+
+def _positive_floats(name: str, given: Any, values: Sequence[Any], allowed: str) -> tuple[float, ...]:
+    """``values`` as finite floats > 0, else an error saying that ``name`` must be ``allowed``."""
+    try:
+        return tuple(check_real(name, value, 0.0, open_low=True) for value in values)
+    except (TypeError, ValueError) as exc:
+        raise (TypeError if isinstance(exc, TypeError) else ValueError)(
+            f"{name} must be {allowed}; got {shown(given)}") from None
 
 
 def check_sigma(sigma: Sequence[float], grid: Grid, source: str) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 from mfg_rl.backends import interp as _interp
 from mfg_rl.backends import kde as _kde
 from mfg_rl.backends import sparse, tridiagonal
+from mfg_rl.checks import shown
 
 Array = Any
 
@@ -180,3 +181,24 @@ def check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
         raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
     return int(seed)
+
+
+FLOAT_DTYPES = ("float32", "float64")
+
+
+def float_dtype_name(dtype: Any) -> str | None:
+    """``"float32"`` or ``"float64"`` for any spelling of them (a name, a numpy, torch or jax dtype or
+    type), None for None (the backend's default); anything else raises naming ``dtype``."""
+    if dtype is None:
+        return None
+    allowed = "float32 or float64 (a name, a numpy, torch or jax dtype) or None"
+    if type(dtype).__module__.startswith("torch"):
+        name = str(dtype).replace("torch.", "")
+    else:
+        try:
+            name = np.dtype(dtype).name
+        except (TypeError, ValueError, OverflowError):
+            raise TypeError(f"dtype must be {allowed}, got {shown(dtype)}") from None
+    if name not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be {allowed}, got {shown(dtype)}")
+    return name

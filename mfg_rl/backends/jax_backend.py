@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 
 from mfg_rl.backends import sparse
-from mfg_rl.backends.base import Array, Backend, check_seed
+from mfg_rl.backends.base import Array, Backend, check_seed, float_dtype_name
+from mfg_rl.checks import shown
 
 
 def import_jax() -> Any:
@@ -31,16 +32,17 @@ class JaxBackend(Backend):
         jax = import_jax()
         import jax.numpy as jnp
 
-        dtype = jnp.float64 if dtype is None else jnp.dtype(dtype).type
-        if dtype not in (jnp.float32, jnp.float64):
-            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        dtype = jnp.dtype(float_dtype_name(dtype) or "float64").type
         if device is None:
             jax_device = jax.devices()[0]
         else:
-            platform, _, index = str(device).partition(":")
+            if not isinstance(device, str):
+                raise TypeError(f"device must be a jax device name such as 'cpu' or 'gpu:0', "
+                                f"got {shown(device)}")
+            platform, _, index = device.partition(":")
             try:
                 jax_device = jax.devices(platform)[int(index or 0)]
-            except (RuntimeError, IndexError) as exc:
+            except (RuntimeError, IndexError, ValueError) as exc:
                 raise ValueError(f"jax has no device {device!r}: {exc}") from exc
         super().__init__(jnp, dtype, f"{jax_device.platform}:{jax_device.id}")
         self.jax_device = jax_device

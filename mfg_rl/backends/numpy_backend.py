@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 
 from mfg_rl.backends import sparse, tridiagonal
-from mfg_rl.backends.base import Array, Backend
+from mfg_rl.backends.base import Array, Backend, float_dtype_name
+from mfg_rl.checks import shown
 
 
 class NumpyBackend(Backend):
@@ -18,12 +19,9 @@ class NumpyBackend(Backend):
     def __init__(self, device: str | None = None, dtype: Any = None) -> None:
         import array_api_compat.numpy as xp
 
-        if device not in (None, "cpu"):
-            raise ValueError(f"device for the numpy backend must be 'cpu' or None, got {device!r}")
-        dtype = np.float64 if dtype is None else np.dtype(dtype).type
-        if dtype not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
-        super().__init__(xp, dtype, "cpu")
+        if not (device is None or (isinstance(device, str) and device == "cpu")):
+            raise ValueError(f"device for the numpy backend must be 'cpu' or None, got {shown(device)}")
+        super().__init__(xp, np.dtype(float_dtype_name(dtype) or "float64").type, "cpu")
 
     def asarray(self, x: Any, dtype: Any = None) -> Array:
         return np.asarray(x, dtype=self.dtype if dtype is None else dtype)

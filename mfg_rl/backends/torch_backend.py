@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from mfg_rl.backends import sparse, tridiagonal
-from mfg_rl.backends.base import Array, Backend, check_seed
+from mfg_rl.backends.base import Array, Backend, check_seed, float_dtype_name
+from mfg_rl.checks import shown
 
 
 def default_torch_device() -> str:
@@ -27,6 +28,40 @@ def default_torch_device() -> str:
     return "cpu"
 
 
+def torch_devices() -> list[str]:
+    """The torch devices of this machine: ``"cpu"``, then ``"cuda:<i>"`` and ``"mps"`` when present."""
+    import torch
+
+    devices = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def checked_torch_device(device: Any) -> Any:
+    """``device`` (None: ``default_torch_device()``) as a ``torch.device`` this machine has; anything
+    else raises naming ``device`` and the devices there are (``"cuda"`` without CUDA, ``"meta"``, ...)."""
+    import torch
+
+    if device is None:
+        return torch.device(default_torch_device())
+    here = torch_devices()
+    allowed = (f"None, a torch.device or a name such as 'cpu', 'cuda', 'cuda:0' or 'mps' (this machine has "
+               f"{here})")
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be {allowed}, got {shown(device)}")
+    try:
+        found = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"device must be {allowed}, got {shown(device)}") from None
+    name = found.type if found.index is None else f"{found.type}:{found.index}"
+    if not (found.type == "cpu" or name in here
+            or (found.index is None and any(d.startswith(f"{found.type}:") for d in here))):
+        raise ValueError(f"device={shown(device)} is not available here ({here}); pass one of them")
+    return found
+
+
 class TorchBackend(Backend):
     """Arrays are ``torch.Tensor`` on ``device``."""
 
@@ -36,17 +71,9 @@ class TorchBackend(Backend):
         import array_api_compat.torch as xp
         import torch
 
-        torch_device = torch.device(default_torch_device() if device is None else device)
-        if dtype is None:
-            dtype = torch.float32 if torch_device.type == "mps" else torch.float64
-        elif not isinstance(dtype, torch.dtype):
-            asked = dtype
-            dtype = {"float32": torch.float32, "float64": torch.float64}.get(np.dtype(dtype).name)
-            if dtype is None:
-                raise ValueError(f"dtype must be float32 or float64, got {asked!r}")
-        if dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
-        super().__init__(xp, dtype, str(torch_device))
+        torch_device = checked_torch_device(device)
+        name = float_dtype_name(dtype) or ("float32" if torch_device.type == "mps" else "float64")
+        super().__init__(xp, getattr(torch, name), str(torch_device))
         self.torch_device = torch_device
 
     @property
