@@ -18,9 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mfg_rl.backends.bandwidth import check_bandwidth
+from mfg_rl.checks import check_choice, check_int
 from mfg_rl.envs.game import Game
 
 POPULATIONS = ("equilibrium", "empirical")
+MAX_AGENTS = 2**30
+"""Most agents of a batch: their state then takes over 20 GiB."""
 
 
 @dataclass
@@ -47,10 +51,9 @@ class AgentBatch:
                  bandwidth: Any = "scott", action_scale: float = 1.0) -> None:
         import torch
 
-        if isinstance(num_agents, bool) or not isinstance(num_agents, int) or num_agents < 1:
-            raise ValueError(f"num_envs must be an integer >= 1, got {num_agents!r}")
-        if population not in POPULATIONS:
-            raise ValueError(f"population must be one of {', '.join(POPULATIONS)}, got {population!r}")
+        num_agents = check_int("num_envs", num_agents, 1, MAX_AGENTS)
+        check_choice("population", population, POPULATIONS)
+        check_bandwidth(bandwidth, game.grid)
         self.game = game
         self.n = num_agents
         self.population = population

@@ -16,13 +16,14 @@ law ``m0`` to sample from.
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
 import numpy as np
 
 from mfg_rl.backends.interp import interp_levels
+from mfg_rl.backends.torch_backend import checked_torch_device
+from mfg_rl.checks import check_real
 from mfg_rl.core import MFGProblem
 from mfg_rl.solvers import Equilibrium
 
@@ -48,6 +49,7 @@ class Game:
             the PDE's). Both leave out the cells at an exit, where the scheme's control
             ``~ 2u/h`` is an artefact; the warning also every node within ``max_action dt`` of
             an exit, from which a clipped control still takes the agent out within the step.
+            A given one must be a finite number > 0 whose control cost ``L`` fits float32.
     """
 
     def __init__(self, eq: Equilibrium, device: Any = "cpu", max_action: float | None = None) -> None:
@@ -56,7 +58,7 @@ class Game:
         problem: MFGProblem = eq.problem
         self.eq = eq
         self.problem = problem
-        self.device = torch.device(device)
+        self.device = checked_torch_device(device)
         self.grid = problem.grid
         self.ndim = problem.ndim
         self.T = problem.time.T
@@ -70,12 +72,12 @@ class Game:
         self.max_speed = problem.hamiltonian.max_speed
         if max_action is None:
             max_action = self.max_speed or max(1.0, 2.0 * self.crowd_speed(0.999))
-        if not (isinstance(max_action, (int, float)) and math.isfinite(max_action) and max_action > 0):
-            raise ValueError(f"max_action must be a finite number > 0, got {max_action!r}")
+        max_action = check_real("max_action", max_action, 0.0, open_low=True)
         if self.max_speed is not None and max_action > self.max_speed * (1.0 + 1e-12):
             raise ValueError(f"max_action={max_action:g} exceeds the Hamiltonian's max_speed="
                              f"{self.max_speed:g}: controls beyond it are not admissible; use max_action <= "
                              "max_speed")
+        self._check_fastest_cost(max_action)
         self.max_action = float(max_action)
         clipped = self.clipped_fraction(self.max_action)
         if clipped > 1e-3:
@@ -88,6 +90,21 @@ class Game:
         self.nodes = nodes[0] if self.ndim == 1 else nodes  # as the costs take them, float32 on device
         m0 = np.asarray(problem.m0, dtype=np.float64).reshape(-1)
         self._cdf = torch.as_tensor(np.cumsum(m0) / m0.sum(), dtype=torch.float64, device=self.device)
+
+    def _check_fastest_cost(self, max_action: float) -> None:
+        """ValueError when the cost of the fastest control, ``max_action`` along one axis, is not a
+        finite float32 number at some node (the precision of the env's rewards)."""
+        points = self.problem.points()
+        alpha = max_action + 0.0 * (points if self.ndim == 1 else points[0])
+        if self.ndim > 1:
+            alpha = (alpha,) + tuple(0.0 * alpha for _ in range(self.ndim - 1))
+        with np.errstate(all="ignore"):
+            cost = np.asarray(self.problem.hamiltonian.lagrangian(points, alpha, 0.0 * self.problem.m0))
+        if not np.all(np.abs(cost) <= np.finfo(np.float32).max):
+            raise ValueError(f"max_action={max_action:g} makes the cost of the fastest control, "
+                             f"L(x, max_action) = {np.max(np.abs(cost)):.3g}, overflow float32 (the env's "
+                             f"rewards); use a smaller max_action (99.9% of the crowd moves at most at "
+                             f"{self.crowd_speed(0.999):.3g})")
 
     @property
     def xp(self) -> Any:

@@ -53,8 +53,7 @@ class MFGEnv(gymnasium.Env):
         normalize_actions: bool = True,
         **params: Any,
     ) -> None:
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        construction.check_render_mode(render_mode)
         eq = construction.resolve_equilibrium(problem, equilibrium, solve_options, params)
         self.game = Game(eq, "cpu", max_action)
         self.action_scale = construction.action_scale(self.game, normalize_actions)
@@ -88,17 +87,7 @@ class MFGEnv(gymnasium.Env):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self._running:
             raise RuntimeError("the episode is over (or never started): call reset()")
-        try:
-            host = action.detach().cpu() if hasattr(action, "detach") else action
-            array = np.asarray(host, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            shape = (self.game.ndim,)
-            raise ValueError(f"action must be an array of shape {shape} of floats: {exc}") from None
-        if array.ndim == 0 and self.game.ndim == 1:
-            array = array.reshape(1)
-        if array.shape != (self.game.ndim,):
-            raise ValueError(f"action must have shape ({self.game.ndim},), got {array.shape}")
-        tensor = construction.checked_actions(array.reshape(1, -1), 1, self.game.ndim, "cpu")
+        tensor = construction.checked_actions(action, 1, self.game.ndim, "cpu", single=True)
         result = self.batch.step(tensor)
         clipped = bool(result.clipped[0])
         self.clipped_actions += int(clipped)

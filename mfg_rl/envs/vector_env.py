@@ -8,6 +8,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from mfg_rl.checks import check_int, check_optional
 from mfg_rl.core import MFGProblem
 from mfg_rl.envs import construction, render
 from mfg_rl.envs.agents_batch import AgentBatch
@@ -35,7 +36,7 @@ class MFGVectorEnv(VectorEnv):
     Args:
         problem: catalogue name (``"lq-1d"``, ...) or an ``MFGProblem``; ``**params`` go to
             the catalogue factory (e.g. ``Nx=101``).
-        num_envs: number of agents ``N >= 1``.
+        num_envs: number of agents, ``1 <= N <= 2**30``.
         device: torch device (default: CUDA, then MPS, then CPU).
         max_episode_steps: truncate episodes after this many steps (default: none; every
             episode terminates at the horizon ``T`` or at an exit).
@@ -85,11 +86,8 @@ class MFGVectorEnv(VectorEnv):
 
         from mfg_rl.backends.torch_backend import default_torch_device
 
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        steps = max_episode_steps
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-            raise ValueError(f"max_episode_steps must be an integer >= 1 or None, got {max_episode_steps!r}")
+        construction.check_render_mode(render_mode)
+        max_episode_steps = check_optional(check_int, "max_episode_steps", max_episode_steps, 1, 2**62)
         modes = (AutoresetMode.SAME_STEP, AutoresetMode.NEXT_STEP)
         try:
             mode = AutoresetMode(autoreset_mode)
