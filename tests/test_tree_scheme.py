@@ -65,11 +65,16 @@ def test_uniform_mesh_is_the_grid_scheme(name: str, kwargs: dict) -> None:
     sweep = Sequential().hjb(disc, crowd)
     m = Sequential().fp(disc, sweep.u, crowd, steps=sweep.steps)
     tree = TreeMFG(problem, mesh, to_leaves(problem.m0, order, ndim))
-    tree_u, matrices, iterations = tree.hjb(to_leaves(crowd, order, ndim))
-    tree_m = tree.fp(matrices)
-    assert iterations == sweep.newton_iterations
-    np.testing.assert_allclose(tree_u, to_leaves(sweep.u, order, ndim), rtol=0, atol=1e-12)
+    tree_sweep = tree.hjb(to_leaves(crowd, order, ndim))
+    tree_m = tree.fp(tree_sweep.steps)
+    assert tree_sweep.newton_iterations == sweep.newton_iterations
+    np.testing.assert_allclose(tree_sweep.u, to_leaves(sweep.u, order, ndim), rtol=0, atol=1e-12)
     np.testing.assert_allclose(tree_m, to_leaves(m, order, ndim), rtol=0, atol=1e-12)
+    rebuilt = tree.matrices(tree_sweep.u, to_leaves(crowd, order, ndim))  # J_n from u and the crowd
+    np.testing.assert_allclose(tree.fp(rebuilt), tree_m, rtol=0, atol=1e-12)
+    for crowd_now in (crowd, m):  # the FP residual of the grid, also away from the FP solution
+        assert abs(tree.fp_residual(tree_sweep.u, to_leaves(crowd_now, order, ndim))
+                   - disc.fp_residual(sweep.u, crowd_now)) < 1e-12
 
 
 def refined_case(ndim: int, boundary: str) -> tuple[MFGProblem, TreeMesh, np.ndarray]:
@@ -108,8 +113,7 @@ def test_refined_mesh_conserves_mass_and_positivity(ndim: int, boundary: str) ->
     tree = TreeMFG(problem, mesh, m0)
     m = np.stack([m0] * (problem.time.Nt + 1))
     for _ in range(3):  # a few Picard rounds: the crowd moves, the drift follows it
-        u, matrices, _ = tree.hjb(m)
-        m = tree.fp(matrices)
+        m = tree.fp(tree.hjb(m).steps)
         np.testing.assert_allclose(tree.mass(m), 1.0, rtol=0, atol=1e-12)
         assert (m >= 0.0).all()
     centre_of_mass = (m[-1] * mesh.volumes) @ mesh.centres

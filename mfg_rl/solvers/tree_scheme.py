@@ -24,10 +24,12 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import spsolve
 
+from mfg_rl.backends import create_backend
 from mfg_rl.core import MFGProblem
 from mfg_rl.core.tree_mesh import TreeMesh
 from mfg_rl.solvers.discrete import MIN_NEWTON
 from mfg_rl.solvers.step_newton import newton, raise_for_status, round_off_floor
+from mfg_rl.solvers.trajectory import HJBResult
 
 
 class TreeScheme:
@@ -167,12 +169,15 @@ class TreeMFG:
     space part of ``TreeScheme.apply``, with the crowd ``m^{n+1}``). ``m0`` (M,):
     the initial density on the leaves. Costs are evaluated at the leaf centres, so they must be
     local in ``x`` (a cost that sums over a uniform grid's cells is only right on a uniform mesh).
+    ``xp``, ``backend``, ``m0``, ``Nt``, ``fp_residual`` are what ``run_coupling`` reads of a
+    discretisation, so the coupling loop runs on the tree unchanged (``mfg_rl.solvers.amr``).
     """
 
     def __init__(self, problem: MFGProblem, mesh: TreeMesh, m0: np.ndarray, *, newton_tol: float = 1e-12,
                  max_newton: int | None = None) -> None:
         self.problem, self.mesh = problem, mesh
         self.scheme = TreeScheme(problem, mesh)
+        self.xp, self.backend = np, create_backend("numpy")
         self.dt, self.Nt = problem.time.dt, problem.time.Nt
         self.volumes = np.asarray(mesh.volumes)
         self.m0 = np.asarray(m0, dtype=np.float64)
@@ -193,9 +198,10 @@ class TreeMFG:
         return self._cost(self.problem.terminal_cost, m_T)
 
     def hjb_step(self, u_next: np.ndarray, m_next: np.ndarray, f: np.ndarray, n: int,
-                 guess: np.ndarray | None = None) -> tuple[np.ndarray, sp.csr_matrix, int]:
-        """``(u^n, J_n, Newton iterations)`` of the HJB step from ``u^{n+1}`` with crowd ``m^{n+1}``; Newton
-        stops at ``dt max|R| <= newton_tol (1 + max|u^{n+1}| + dt max|f|)`` (``DiscreteMFG``'s rule)."""
+                 guess: np.ndarray | None = None) -> tuple[np.ndarray, sp.csc_matrix, int, float]:
+        """``(u^n, J_n, Newton iterations, dt max|R|)`` of the HJB step from ``u^{n+1}`` with crowd
+        ``m^{n+1}``; Newton stops at ``dt max|R| <= newton_tol (1 + max|u^{n+1}| + dt max|f|)``
+        (``DiscreteMFG``'s rule)."""
         dt = self.dt
         bound = self.scheme.bind(m_next)
         identity = sp.identity(len(u_next), format="csr") / dt
@@ -211,31 +217,46 @@ class TreeMFG:
                      max_iter=self.max_newton)
         raise_for_status(int(out.status), float(out.error), f"at time index n={n}", self.max_newton,
                          f"{self.newton_tol * scale:.1e}")
-        return out.u, out.jacobian, int(out.iterations)
+        return out.u, out.jacobian, int(out.iterations), float(out.error)
 
     def fp_step(self, matrix: sp.spmatrix, m_prev: np.ndarray) -> np.ndarray:
         """``m^{n+1}`` from ``J_n^T (V m^{n+1}) = V m^n / dt`` (``matrix = J_n``)."""
         mass = spsolve(sp.csc_matrix(matrix.T), self.volumes * m_prev / self.dt)
         return mass / self.volumes
 
-    def hjb(self, m: np.ndarray, u_guess: np.ndarray | None = None) -> tuple[np.ndarray, list, int]:
-        """March HJB backward from ``u^Nt = g(m^Nt)`` with the crowd ``m`` (Nt+1, M):
-        ``(u (Nt+1, M), [J_0 .. J_{Nt-1}], Newton iterations)``."""
+    def hjb(self, m: np.ndarray, u_guess: np.ndarray | None = None) -> HJBResult:
+        """March HJB backward from ``u^Nt = g(m^Nt)`` with the crowd ``m`` (Nt+1, M): ``u`` (Nt+1, M),
+        Newton statistics and ``steps``, the list of Newton matrices ``[J_0 .. J_{Nt-1}]``."""
         f = self.running_cost(m[1:])
-        levels, matrices, iterations = [self.terminal_cost(m[-1])], [], 0
+        levels, matrices, iterations, worst = [self.terminal_cost(m[-1])], [], 0, 0.0
         for n in range(self.Nt - 1, -1, -1):
-            u, jac, k = self.hjb_step(levels[-1], m[n + 1], f[n], n, None if u_guess is None else u_guess[n])
+            u, jac, k, error = self.hjb_step(levels[-1], m[n + 1], f[n], n,
+                                             None if u_guess is None else u_guess[n])
             levels.append(u)
             matrices.append(jac)
-            iterations += k
-        return np.stack(levels[::-1]), matrices[::-1], iterations
+            iterations, worst = iterations + k, max(worst, error)
+        return HJBResult(np.stack(levels[::-1]), iterations, worst, steps=matrices[::-1])
+
+    def matrices(self, u: np.ndarray, m: np.ndarray) -> list[sp.csc_matrix]:
+        """The Newton matrices ``J_n = I/dt + A(u^n)`` with the crowd ``m^{n+1}``, n = 0..Nt-1."""
+        identity = sp.identity(u.shape[-1], format="csr") / self.dt
+        return [(self.scheme.apply(u[n], m[n + 1])[1] + identity).tocsc() for n in range(self.Nt)]
 
     def fp(self, matrices: list) -> np.ndarray:
-        """March FP forward from ``m0`` with the HJB sweep's matrices ``J_n``: ``m`` (Nt+1, M)."""
+        """March FP forward from ``m0`` with the matrices ``J_n`` (``hjb(...).steps`` or ``matrices``):
+        ``m`` (Nt+1, M)."""
         levels = [self.m0]
         for matrix in matrices:
             levels.append(self.fp_step(matrix, levels[-1]))
         return np.stack(levels)
+
+    def fp_residual(self, u: np.ndarray, m: np.ndarray, steps: list | None = None) -> float:
+        """``max_n sum_i |dt J_n^T (V m^{n+1}) - V m^n|`` and ``sum_i vol_i |m^0 - m0|``: the mass by
+        which ``m`` misses the FP equations of ``u`` (``DiscreteMFG.fp_residual`` on a uniform mesh)."""
+        matrices = self.matrices(u, m) if steps is None else steps
+        mass = m * self.volumes
+        defects = [np.abs(self.dt * (matrices[n].T @ mass[n + 1]) - mass[n]).sum() for n in range(self.Nt)]
+        return max(max(defects), float(np.abs(mass[0] - self.m0 * self.volumes).sum()))
 
     def mass(self, m: np.ndarray) -> np.ndarray:
         """``sum_i vol_i m_i`` per level, shape ``m.shape[:-1]``."""
