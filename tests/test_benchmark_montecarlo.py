@@ -34,7 +34,8 @@ def monte_carlo_gap(env_id: str, drift: float, nx: int, nt: int) -> tuple[float,
     """``(MC mean return, -E_m0[J_pi(0)], standard error)`` for a constant drift, with the env's
     crowd set to the policy's own induced density ``m_pi``."""
     n = 20_000
-    envs = gymnasium.make_vec(env_id, num_envs=n, device="cpu", solve_options=FAST, Nx=nx, Nt=nt)
+    envs = gymnasium.make_vec(env_id, num_envs=n, device="cpu", solve_options=FAST, Nx=nx, Nt=nt,
+                              normalize_actions=False)  # actions are the raw control, as the scorer's policy
     score = evaluate(lambda t, x: torch.full_like(x, drift), envs.unwrapped.equilibrium, backend="numpy")
     envs.unwrapped.set_crowd(score.m_pi)
     returns = first_episode_returns(envs, lambda obs: torch.full((n, 1), drift), seed=0)
