@@ -100,19 +100,23 @@ def check_flag(name: str, value: Any) -> bool:
     return bool(value)
 
 
-def check_real_entries(name: str, value: Any) -> None:
+def check_real_entries(name: str, value: Any, *, bools: bool = False) -> None:
     """Refuse an array-like (numpy, torch, nested lists, a scalar) whose entries are not real
-    numbers: None, strings, bytes, bools and complex numbers would otherwise be converted
-    silently (``"0.5"`` to 0.5, ``True`` to 1, ``1 + 2j`` to 1)."""
+    numbers: None, strings, bytes, complex numbers and, unless ``bools`` allows an array of them (a
+    mask as a density, an indicator cost), bools would otherwise be converted silently (``"0.5"``
+    to 0.5, ``True`` to 1, ``1 + 2j`` to 1). Python integers too large for int64 are real numbers."""
     dtype = getattr(value, "dtype", None)
     if dtype is not None and type(value).__module__.startswith("torch"):
         text = str(dtype)
         kind = "c" if "complex" in text else "b" if text == "torch.bool" else "f"
     else:
         try:
-            kind = np.asarray(value).dtype.kind
+            array = np.asarray(value)
         except (TypeError, ValueError, OverflowError) as exc:
             raise ValueError(f"{name} must be an array of real numbers, got {shown(value)} ({exc})") from None
-    if kind not in "iuf":
+        kind = array.dtype.kind
+        if kind == "O" and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in array.flat):
+            kind = "i"
+    if kind not in ("iufb" if bools and np.ndim(value) > 0 else "iuf"):
         what = {"b": "bools", "c": "complex numbers", "U": "strings", "S": "bytes"}.get(kind, "objects")
         raise TypeError(f"{name} must hold real numbers (float or int), got {what}: {shown(value)}")

@@ -114,7 +114,7 @@ class MFGProblem:
         self.hamiltonian.check(self.points(), m0)
         for name in ("running_cost", "terminal_cost"):
             value = self.evaluate_cost(getattr(self, name), m0, name=name)
-            check_real_entries(f"{name}(x, m0)", value)
+            check_real_entries(f"{name}(x, m0)", value, bools=True)
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"{name}(x, m0) has non-finite values (NaN or inf) on the grid")
 
@@ -125,9 +125,11 @@ class MFGProblem:
                 m0 = m0(self.points())
             except Exception as exc:
                 raise ValueError(f"m0(x) raised {type(exc).__name__}: {exc}") from exc
-        check_real_entries("m0", m0)
+        check_real_entries("m0", m0, bools=True)
         try:
             m0 = np.array(np.broadcast_to(np.asarray(m0, dtype=np.float64), self.grid.shape))
+        except OverflowError:
+            raise ValueError("m0 must be finite everywhere (an entry is too large for float64)") from None
         except (TypeError, ValueError) as exc:
             raise ValueError(
                 f"m0 must be an array of the grid's shape {self.grid.shape} "

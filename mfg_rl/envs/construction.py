@@ -116,9 +116,12 @@ def checked_actions(action: Any, num_envs: int, ndim: int, device: Any, *, singl
                              f"{tuple(action.shape)}")
         action = action.detach()
     try:
+        if not isinstance(action, (torch.Tensor, np.ndarray)) or (isinstance(action, np.ndarray)
+                                                                  and action.dtype.kind == "O"):
+            action = np.asarray(action, dtype=np.float64)
         tensor = torch.as_tensor(action, device=device)
     except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
-        raise ValueError(f"action must be an array of shape {shape} of real numbers: {exc}") from None
+        raise ValueError(f"action must be an array of shape {shape} of finite real numbers: {exc}") from None
     if tensor.dtype != torch.float32:
         tensor = tensor.to(torch.float64)
     if ndim == 1 and tuple(tensor.shape) == shape[:-1]:

@@ -45,7 +45,8 @@ class BoundedControlHamiltonian(IsotropicHamiltonian):
     @property
     def _knee(self) -> float:
         """``s_* = (lambda a)^2``: where the speed saturates."""
-        return (self.control_cost * self.max_speed) ** 2
+        knee = self.control_cost * self.max_speed
+        return knee * knee  # inf, not OverflowError, when it does not fit: the speed then never saturates
 
     def value_sq(self, x: Any, s: Any, m: Any) -> Any:
         xp, a, lam = namespace(s), self.max_speed, self.control_cost
@@ -65,7 +66,7 @@ class BoundedControlHamiltonian(IsotropicHamiltonian):
 
     def lagrangian_sq(self, x: Any, a2: Any, m: Any) -> Any:
         xp = namespace(a2)
-        allowed = a2 <= self.max_speed**2 * (1.0 + 1e-6)  # float32 clamps land within 1e-7
+        allowed = a2 <= self.max_speed * self.max_speed * (1.0 + 1e-6)  # float32 clamps land within 1e-7
         return xp.where(allowed, 0.5 * self.control_cost * a2, float("inf") + 0.0 * a2) + 0.0 * m
 
     def spec(self, points: Any) -> list[Any]:
