@@ -80,17 +80,18 @@ def solve(
             ``[10 eps, 1)`` of the backend's dtype. An iteration that stalls at its round-off
             floor above ``tol`` stops there (``stopped_by="floor"``, a ``RuntimeWarning``).
         max_iter: coupling iterations before ``SolverError`` (>= 1).
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar (True or False).
         damping: first relaxation of ``"fixed_point"`` and ``"anderson"``, in (0, 1]; it is
             halved whenever the residual grows (``FixedPoint(adaptive=True)``). A value
             other than 1 with a policy that has no damping (``"fictitious_play"``,
             ``"newton"``) or with a policy object raises ValueError.
-        callbacks: extra ``Callback`` objects (return ``False`` to stop early).
+        callbacks: a list of extra ``Callback`` objects (return ``False`` to stop early).
         allow_unconverged: return a result flagged ``converged=False`` instead of raising
             when ``max_iter`` is reached.
-        cache: False, True (``default_cache_dir()``) or a directory: reuse an equilibrium
-            saved for the same problem and options, and save new ones there; an entry that
-            fails ``Equilibrium.load``'s checks is moved aside with a warning and recomputed.
+        cache: False, True (``default_cache_dir()``) or a directory, created before any work:
+            reuse an equilibrium saved for the same problem and options, and save new ones there;
+            an entry that fails ``Equilibrium.load``'s checks is moved aside with a warning and
+            recomputed.
         newton_tol: relative tolerance of the per-step Newton solves.
         n_particles: particles of ``fp="particles"``, an int >= 2 (default 100_000).
         seed: seed of ``fp="particles"``, an int >= 0 (default 0; same seed, same particles).
@@ -100,9 +101,10 @@ def solve(
             where it applies). 1D steps are tridiagonal solves: given there, it raises ValueError.
 
     Raises:
-        ValueError: an option out of range, or one that the chosen policy, strategy or
-            FP method does not use (it would otherwise be silently ignored); the message
-            names the parameter, its value and what would work.
+        TypeError, ValueError: before any work (``solvers/options.py``), an option of the wrong
+            kind or out of range, or one that the chosen policy, strategy or FP method does not
+            use (it would otherwise be silently ignored); the message names the parameter, its
+            value and what would work.
 
     Example:
         >>> from mfg_rl import problems, solve
