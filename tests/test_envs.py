@@ -349,3 +349,17 @@ def test_bar_games_return_what_the_pde_says_and_closer_under_refinement(env_id) 
     assert gaps[1] <= gaps[0] + 3 * (errors[0] + errors[1]), (gaps, errors)
     if env_id == "mfg_rl/BeachBar1D-v0":  # a gap well above the noise: it must shrink
         assert gaps[1] < 0.75 * gaps[0], (gaps, errors)
+
+
+def test_crowd_2d_return_and_value_converge_together_under_refinement() -> None:
+    """Crowd2D's exits make the gap between the Monte Carlo return and ``-E_m0[u(0)]`` large on
+    coarse grids but first order: measured 50 %, 25 %, 13 %, 6.6 % at (Nx = Ny, Nt) = (16, 12),
+    (32, 25), (64, 50), (128, 100) (benchmarks/env_vs_pde.py). Here: it shrinks by 0.65 or more."""
+    gaps = []
+    for n, nt in ((16, 12), (32, 25)):
+        envs = gymnasium.make_vec("mfg_rl/Crowd2D-v0", num_envs=20_000, device="cpu", solve_options=FAST,
+                                  Nx=n, Ny=n, Nt=nt)
+        returns = run_policy(envs, equilibrium_policy(envs), seed=0)
+        gaps.append(abs(float(returns.mean()) - pde_value(envs.unwrapped.equilibrium)))
+        assert float(returns.std()) / len(returns) ** 0.5 < 0.05 * gaps[-1]
+    assert gaps[1] < 0.65 * gaps[0], gaps
