@@ -144,7 +144,8 @@ def _add_solve(subparsers: Any) -> None:
     parser.add_argument("name", help="problem name, e.g. lq-1d (or its env id)")
     parser.add_argument("--param", "-p", action="append", type=_parse_param, default=[],
                         metavar="KEY=VALUE", help="problem parameter (repeatable), e.g. Nx=401")
-    parser.add_argument("--method", default="sequential", help="trajectory strategy")
+    parser.add_argument("--method", default="sequential",
+                        help="sequential, global, global-krylov, jax-scan, parareal or amr (Nx = 2^L)")
     parser.add_argument("--coupling", default="auto",
                         help="auto (Anderson, Newton when it stalls), anderson, newton, fixed_point or "
                              "fictitious_play (O(1/k): pass --tol >= 1/--max-iter)")

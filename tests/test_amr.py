@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mfg_rl import problems, solve
+from mfg_rl import Equilibrium, problems, solve
 from mfg_rl.core import Grid
 from mfg_rl.core.tree_mesh import TreeMesh
 from mfg_rl.solvers.amr import AMR, grid_to_leaves, leaves_to_grid
 from mfg_rl.solvers.coupling import FixedPoint
+from mfg_rl.solvers.registry import STRATEGIES
 
 
 def mixed_mesh(grid: Grid, level: int) -> TreeMesh:
@@ -72,9 +73,61 @@ def test_bad_input_is_refused_before_work() -> None:
         AMR(max_level=2, min_level=4)
     with pytest.raises(ValueError, match="budget"):
         AMR(max_level=5, min_level=2, budget=0)
-    with pytest.raises(ValueError, match="tol or budget"):
-        AMR(max_level=5, min_level=2)
     with pytest.raises(ValueError, match="indicator"):
         AMR(max_level=5, min_level=5, indicator="curvature")
     with pytest.raises(ValueError, match="uniform level"):
         AMR(max_level=5, min_level=5, kernels="numpy").solve(problems.make("crowd-exit-1d", Nx=30, Nt=4))
+
+
+def test_defaults_follow_the_grid() -> None:
+    problem = problems.make("crowd-exit-1d", Nx=64, Nt=4)
+    amr = STRATEGIES["amr"]().resolved(problem)
+    assert (amr.max_level, amr.min_level, amr.budget) == (6, 4, 20)  # grid level, two coarser, 30 % of 64
+    assert AMR(max_level=5, min_level=2).resolved(problem).budget == 10
+
+
+@pytest.mark.parametrize("name", ["crowd-exit-1d", "lq-1d"])
+def test_solve_with_amr_at_the_grid_level_is_the_uniform_solve(name: str) -> None:
+    problem = problems.make(name, Nx=32, Nt=10)
+    eq = solve(problem, coupling="fixed_point", tol=1e-11, progress=False)
+    uniform = solve(problem, method=AMR(max_level=5, min_level=5, kernels="numpy"), coupling="fixed_point",
+                    tol=1e-11, progress=False)
+    refined = solve(problem, method=AMR(max_level=5, min_level=3, tol=1e-300, kernels="numpy"),
+                    coupling="fixed_point", tol=1e-11, progress=False)  # refines everything, 8 -> 16 -> 32
+    assert refined.diagnostics.options["strategy"]["leaves"] == {"5": 32}
+    assert [r[0] for r in refined.diagnostics.options["strategy"]["rounds"]] == [8, 16, 32]
+    for amr, atol in ((uniform, 1e-10), (refined, 1e-9)):  # refined: started from another iterate, tol 1e-11
+        assert amr.diagnostics.method == "amr" and amr.diagnostics.converged
+        np.testing.assert_allclose(amr.u.numpy(), eq.u.numpy(), rtol=0, atol=atol)
+        np.testing.assert_allclose(amr.m.numpy(), eq.m.numpy(), rtol=0, atol=atol)
+        np.testing.assert_allclose(amr.diagnostics.mass, eq.diagnostics.mass, rtol=0, atol=atol)
+        np.testing.assert_allclose(amr.diagnostics.exited, eq.diagnostics.exited, rtol=0, atol=atol)
+
+
+def test_method_amr_saves_loads_caches_and_runs_anderson(tmp_path) -> None:
+    problem = problems.make("crowd-exit-1d", Nx=64, Nt=10)
+    eq = solve(problem, method="amr", progress=False, cache=tmp_path)
+    strategy = eq.diagnostics.options["strategy"]
+    assert eq.diagnostics.coupling == "anderson" and eq.diagnostics.converged  # "auto": Anderson alone
+    assert sum(strategy["leaves"].values()) <= strategy["budget"] == 20
+    mass = np.asarray(eq.diagnostics.mass)
+    np.testing.assert_allclose(eq.m.numpy().sum(axis=1) * problem.grid.cell_volume, mass, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(mass + np.asarray(eq.diagnostics.exited), 1.0, rtol=0, atol=1e-8)  # to tol
+    back = Equilibrium.load(eq.save(tmp_path / "amr.npz"))
+    np.testing.assert_array_equal(back.m.numpy(), eq.m.numpy())
+    assert back.diagnostics.options == eq.diagnostics.options
+    again = solve(problem, method="amr", progress=False, cache=tmp_path)  # from the cache
+    np.testing.assert_array_equal(again.u.numpy(), eq.u.numpy())
+    assert again.diagnostics.options["strategy"]["leaves"] == strategy["leaves"]
+
+
+def test_solve_refuses_what_amr_cannot_run_before_work() -> None:
+    problem = problems.make("crowd-exit-1d", Nx=32, Nt=4)
+    with pytest.raises(ValueError, match="coupled Jacobian"):
+        solve(problem, method="amr", coupling="newton", progress=False)
+    with pytest.raises(ValueError, match="fp='fdm'"):
+        solve(problem, method="amr", fp="particles", tol=0.01, progress=False)
+    with pytest.raises(ValueError, match="method='amr'.*uniform level"):
+        solve(problems.make("crowd-exit-1d", Nx=30, Nt=4), method="amr", progress=False)
+    with pytest.raises(ValueError, match="max_level"):
+        solve(problem, method=AMR(max_level=2, min_level=4), progress=False)

@@ -35,3 +35,17 @@ def test_solve_prints_summary_plots_and_saves(tmp_path):
 def test_solve_rejects_unknown_parameter(capsys):
     assert main(["solve", "lq-1d", "-p", "Nq=3", "--quiet"]) == 1
     assert "allowed" in capsys.readouterr().err
+
+
+def test_solve_method_amr_runs_from_the_cli(tmp_path, capsys):
+    saved = tmp_path / "amr.npz"
+    assert main(["solve", "crowd-exit-1d", "-p", "Nx=64", "-p", "Nt=10", "--method", "amr", "--save",
+                 str(saved), "--quiet"]) == 0
+    assert "converged" in capsys.readouterr().out
+    eq = Equilibrium.load(saved, backend="numpy")
+    assert eq.diagnostics.method == "amr" and eq.u.shape == (11, 64)
+    assert main(["solve", "crowd-exit-1d", "-p", "Nx=64", "--method", "amr", "--coupling", "newton",
+                 "--quiet"]) == 1
+    assert "coupled Jacobian" in capsys.readouterr().err
+    assert main(["solve", "crowd-exit-1d", "--method", "amr", "--quiet"]) == 1  # 200 cells: not 2^L
+    assert "uniform level of the tree" in capsys.readouterr().err

@@ -8,10 +8,10 @@ next solve. Fields on the problem's grid and on the leaves meet through ``grid_t
 ``leaves_to_grid``, both conservative; the grid must be a uniform level of the tree
 (``shape_d = root_shape_d 2^L``).
 
-Not yet a ``method=`` of ``solve``: ``solve`` runs its coupling loop on grid arrays. To register
-it, ``solve`` would call ``AMR.solve(problem, policy, tol=..., max_iter=...)`` when handed an
-``AMR``, build the ``Equilibrium`` from ``AMRResult.on_grid()`` (mass and outflow from the tree's
-``TreeMFG``), and ``STRATEGIES["amr"] = AMR`` would follow in ``solvers/registry.py``.
+``solve(problem, method=AMR(...))`` and ``method="amr"`` run ``AMR.solve`` and return the
+``Equilibrium`` of ``AMRResult.on_grid()``. The coupling is ``run_coupling``'s: fixed point,
+Anderson or fictitious play; ``"auto"`` is Anderson alone (``coupling_policy``), as the tree has
+no coupled Jacobian for Newton.
 """
 
 from __future__ import annotations
@@ -28,11 +28,15 @@ from mfg_rl.core import Grid, MFGProblem
 from mfg_rl.core.tree_mesh import KERNELS, TreeMesh
 from mfg_rl.core.tree_transfer import LeafMap
 from mfg_rl.solvers.amr_marking import error_indicator, mark
+from mfg_rl.solvers.auto import Auto
+from mfg_rl.solvers.callbacks import Callback
 from mfg_rl.solvers.coupling import Anderson, CouplingResult, FictitiousPlay, FixedPoint, run_coupling
+from mfg_rl.solvers.newton import Newton
 from mfg_rl.solvers.trajectory import HJBResult
 from mfg_rl.solvers.tree_scheme import TreeMFG
 
 INDICATOR_KINDS = ("jump", "gradient")
+BUDGET_SHARE = 0.3  # default budget: this share of the uniform max_level mesh (issue 15's cell target)
 
 
 def grid_level(grid: Grid, mesh: TreeMesh) -> int:
@@ -86,6 +90,21 @@ def leaves_to_grid(grid: Grid, mesh: TreeMesh, values: Any) -> np.ndarray:
     return out.reshape(*values.shape[:-1], *grid.shape)
 
 
+def coupling_policy(policy: Any) -> FixedPoint | FictitiousPlay | Anderson:
+    """The ``run_coupling`` policy that ``policy`` stands for on a tree: ``Auto`` is Anderson alone
+    (its depth and damping); ``Newton`` raises ValueError (no coupled Jacobian on the tree)."""
+    if isinstance(policy, Newton):
+        raise ValueError("coupling='newton' does not run on an AMR tree: the coupled Jacobian is "
+                         "assembled only on the uniform grid; use coupling='auto' (Anderson), 'anderson' "
+                         "or 'fixed_point'")
+    if isinstance(policy, Auto):
+        return Anderson(depth=policy.depth, damping=policy.damping)
+    if not isinstance(policy, (FixedPoint, FictitiousPlay, Anderson)):
+        raise TypeError(f"policy must be FixedPoint, FictitiousPlay, Anderson or Auto, "
+                        f"got {type(policy).__name__}")
+    return policy
+
+
 class TreeMarching:
     """``Sequential`` on a tree: the trajectory strategy ``run_coupling`` calls with a ``TreeMFG``."""
 
@@ -102,9 +121,9 @@ class TreeMarching:
 class AMRResult:
     """The last coupled solve of ``AMR.solve``: ``u``, ``m`` of shape (Nt+1, M) on ``mesh``.
 
-    ``coupling``: its ``CouplingResult``; ``rounds``: per coupled solve ``(leaves, iterations,
-    residual)``; ``transfer_mass_error``: the largest change of ``sum vol m`` (any time level) by
-    a transfer between meshes; ``problem``: the game.
+    ``coupling``: its ``CouplingResult``; ``disc``: its ``TreeMFG`` (mass, outflow); ``rounds``:
+    per coupled solve ``(leaves, iterations, residual)``; ``transfer_mass_error``: the largest change
+    of ``sum vol m`` (any time level) by a transfer between meshes; ``problem``: the game.
     """
 
     mesh: TreeMesh
@@ -112,6 +131,7 @@ class AMRResult:
     m: np.ndarray
     coupling: CouplingResult
     problem: MFGProblem
+    disc: TreeMFG
     rounds: list[tuple[int, int, float]] = field(default_factory=list)
     transfer_mass_error: float = 0.0
 
@@ -120,6 +140,11 @@ class AMRResult:
         grid = self.problem.grid
         return leaves_to_grid(grid, self.mesh, self.u), leaves_to_grid(grid, self.mesh, self.m)
 
+    def leaves_per_level(self) -> dict[str, int]:
+        """Leaves of the final mesh per level, ``{"level": count}`` (string keys, as JSON keeps them)."""
+        levels, counts = np.unique(self.mesh.level, return_counts=True)
+        return {str(int(level)): int(count) for level, count in zip(levels, counts, strict=True)}
+
 
 @dataclass
 class AMR:
@@ -127,10 +152,11 @@ class AMR:
 
     Args:
         max_level, min_level: finest and coarsest leaf levels (``TreeMesh.from_grid``'s root cells,
-            near square); the first mesh is uniform at ``min_level``.
+            near square); the first mesh is uniform at ``min_level``. None: the level ``L`` of the
+            problem's grid (``shape_d = root_shape_d 2^L``) and ``max(max_level - 2, 0)``.
         tol: target of the indicator (``mark``: refine leaves over ``tol / M``), or None.
-        budget: most leaves after an adaptation, or None; one of ``tol``/``budget`` is needed
-            unless ``min_level == max_level`` (a uniform mesh, never adapted).
+        budget: most leaves after an adaptation, or None; with ``tol`` also None, 30 % of the
+            uniform ``max_level`` mesh.
         adaptations: most mesh changes; the solve stops earlier once marking leaves the mesh as is.
         indicator: ``"jump"`` or ``"gradient"`` (``error_indicator``).
         kernels: tree kernels, ``"auto"``, ``"numba"`` or ``"numpy"``.
@@ -146,29 +172,49 @@ class AMR:
         (True, True)
     """
 
-    max_level: int
-    min_level: int = 0
+    max_level: int | None = None
+    min_level: int | None = None
     tol: float | None = None
     budget: int | None = None
     adaptations: int = 4
     indicator: str = "jump"
     kernels: str = "auto"
     name = "amr"
+    backend = "numpy"  # the tree scheme runs on the host (scipy sparse)
 
     def __post_init__(self) -> None:
-        self.max_level = check_int("max_level", self.max_level, 0)
-        self.min_level = check_int("min_level", self.min_level, 0)
-        if self.max_level < self.min_level:
+        if self.max_level is not None:
+            self.max_level = check_int("max_level", self.max_level, 0)
+        if self.min_level is not None:
+            self.min_level = check_int("min_level", self.min_level, 0)
+        if None not in (self.max_level, self.min_level) and self.max_level < self.min_level:
             raise ValueError(f"max_level ({self.max_level}) must be >= min_level ({self.min_level})")
         if self.tol is not None:
             self.tol = check_real("tol", self.tol, 0.0, open_low=True)
         if self.budget is not None:
             self.budget = check_int("budget", self.budget, 1)
-        if self.tol is None and self.budget is None and self.max_level > self.min_level:
-            raise ValueError("AMR needs tol or budget to adapt between min_level and max_level")
         self.adaptations = check_int("adaptations", self.adaptations, 0)
         check_choice("indicator", self.indicator, INDICATOR_KINDS)
         check_choice("kernels", self.kernels, KERNELS)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The settings, as ``Diagnostics.options["strategy"]`` records them."""
+        return {"max_level": self.max_level, "min_level": self.min_level, "tol": self.tol,
+                "budget": self.budget, "adaptations": self.adaptations, "indicator": self.indicator}
+
+    def resolved(self, problem: MFGProblem) -> AMR:
+        """A copy with the defaults filled for ``problem`` (levels from its grid, the budget);
+        ValueError if the grid is not a uniform level of the tree or the levels conflict."""
+        probe = TreeMesh.from_grid(problem.grid, max_level=0, kernels="numpy")
+        level = grid_level(problem.grid, probe)
+        max_level = (level if self.min_level is None else max(level, self.min_level)) \
+            if self.max_level is None else self.max_level
+        min_level = max(max_level - 2, 0) if self.min_level is None else self.min_level
+        budget = self.budget
+        if budget is None and self.tol is None and max_level > min_level:
+            budget = max(1, math.ceil(BUDGET_SHARE * len(probe) * 2 ** (problem.ndim * max_level)))
+        return AMR(max_level, min_level, self.tol, budget, self.adaptations, self.indicator, self.kernels)
 
     def first_mesh(self, problem: MFGProblem) -> TreeMesh:
         """The uniform ``min_level`` mesh on the problem's box; checks the grid is a level of the tree."""
@@ -177,27 +223,33 @@ class AMR:
         grid_level(problem.grid, mesh)
         return mesh
 
-    def solve(self, problem: MFGProblem, policy: FixedPoint | FictitiousPlay | Anderson | None = None, *,
-              tol: float = 1e-8, max_iter: int = 500) -> AMRResult:
-        """Coupled solves (``run_coupling`` with ``policy``, default ``FixedPoint()``, to ``tol``)
-        alternating with adaptations; returns the last solve (``AMRResult``). Raises like
-        ``run_coupling`` when a solve does not converge."""
-        policy = FixedPoint() if policy is None else policy
-        mesh = self.first_mesh(problem)
+    def solve(self, problem: MFGProblem, policy: Any = None, *, tol: float = 1e-8, max_iter: int = 500,
+              callbacks: list[Callback] | tuple = (), allow_unconverged: bool = False,
+              newton_tol: float = 1e-12) -> AMRResult:
+        """Coupled solves (``run_coupling`` with ``coupling_policy(policy)``, default ``FixedPoint()``,
+        to ``tol``; ``callbacks`` see each solve, on the leaves) alternating with adaptations;
+        returns the last solve (``AMRResult``). Raises like ``run_coupling`` when a solve does not
+        converge; with ``allow_unconverged`` an unconverged solve ends the loop, flagged."""
+        amr = self.resolved(problem)
+        policy = FixedPoint() if policy is None else coupling_policy(policy)
+        mesh = amr.first_mesh(problem)
         marching, m, rounds, moved = TreeMarching(), None, [], 0.0
-        for k in range(self.adaptations + 1):
-            tree = TreeMFG(problem, mesh, grid_to_leaves(problem.grid, mesh, problem.m0))
+        for k in range(amr.adaptations + 1):
+            m0 = grid_to_leaves(problem.grid, mesh, problem.m0)
+            tree = TreeMFG(problem, mesh, m0, newton_tol=newton_tol)
             record = run_coupling(tree, marching, marching, policy, tol=tol, max_iter=max_iter, m_init=m,
-                                  inexact=False)
+                                  inexact=False, callbacks=list(callbacks),
+                                  allow_unconverged=allow_unconverged)
             rounds.append((len(mesh), record.iterations, float(record.residuals[-1])))
-            if k == self.adaptations or self.min_level == self.max_level:
+            settled = record.converged or record.stopped_by == "floor"
+            if k == amr.adaptations or amr.min_level == amr.max_level or not settled:
                 break
-            eta = error_indicator(mesh, record.u, record.m, kind=self.indicator)
-            marks = mark(mesh, eta, tol=self.tol, budget=self.budget)
+            eta = error_indicator(mesh, record.u, record.m, kind=amr.indicator)
+            marks = mark(mesh, eta, tol=amr.tol, budget=amr.budget)
             new = mesh.adapt(marks.refine, marks.coarsen)
             if new == mesh:
                 break
             m = LeafMap.between(mesh, new).transfer(record.m)
             moved = max(moved, float(np.abs(m @ new.volumes - record.m @ mesh.volumes).max()))
             mesh = new
-        return AMRResult(mesh, record.u, record.m, record, problem, rounds, moved)
+        return AMRResult(mesh, record.u, record.m, record, problem, tree, rounds, moved)

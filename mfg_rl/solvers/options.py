@@ -17,6 +17,7 @@ from mfg_rl.backends import ENV_VAR, Backend, create_backend
 from mfg_rl.backends.base import check_seed
 from mfg_rl.checks import check_flag, check_int, check_optional, check_real, shown
 from mfg_rl.core import MFGProblem
+from mfg_rl.solvers.amr import AMR, coupling_policy
 from mfg_rl.solvers.auto import Auto
 from mfg_rl.solvers.cache import cache_directory
 from mfg_rl.solvers.callbacks import Callback
@@ -83,6 +84,8 @@ def checked_options(problem: MFGProblem, method: Any, coupling: Any, fp: Any, ba
                          "assembled; use coupling='auto' or 'anderson' with particles")
     if isinstance(policy, Auto) and particles is not None:
         policy = replace(policy, newton_phases=False)
+    if isinstance(strategy, AMR):
+        strategy, policy = _amr(strategy, problem, policy, particles, linear)
     linear = _linear(linear, problem)
     if callable(getattr(strategy, "check", None)):
         try:
@@ -114,11 +117,30 @@ def _strategy(method: Any) -> tuple[Any, str]:
             raise ValueError(f"method must be one of {', '.join(STRATEGIES)} or a strategy "
                              f"object, got {shown(method)}")
         return STRATEGIES[method](), method
+    if isinstance(method, AMR):
+        return method, method.name
     if isinstance(method, type) or not (callable(getattr(method, "hjb", None))
                                         and callable(getattr(method, "fp", None))):
         raise TypeError(f"method must be a name or a strategy object with hjb and fp (e.g. "
                         f"Parareal(slices=4)), got {shown(method)}")
     return method, method.name
+
+
+def _amr(amr: AMR, problem: MFGProblem, policy: Any, particles: ParticleFP | None,
+         linear: LinearSolver | None) -> tuple[AMR, FixedPoint | FictitiousPlay | Anderson]:
+    """``amr`` with its defaults filled for ``problem`` and the policy it runs (``coupling_policy``:
+    ``"auto"`` is Anderson alone, ``"newton"`` raises); particles and ``linear`` raise, as the tree
+    steps are finite volumes solved by sparse LU."""
+    if particles is not None:
+        raise ValueError(f"method='amr' needs fp='fdm', got fp={particles.name!r}: the FP step on the tree "
+                         "is the adjoint of its HJB Jacobian; drop fp")
+    if linear is not None:
+        raise ValueError(f"linear={linear!r} is not used by method='amr', whose tree steps are sparse LU "
+                         "solves; drop linear")
+    try:
+        return amr.resolved(problem), coupling_policy(policy)
+    except ValueError as exc:
+        raise ValueError(f"method='amr': {exc}") from None
 
 
 def _particles(fp: str | ParticleFP, n_particles: int | None, seed: int | None) -> ParticleFP | None:

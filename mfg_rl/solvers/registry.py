@@ -7,6 +7,7 @@ A name maps to a class constructed with its defaults: ``STRATEGIES["parareal"]()
 
 from __future__ import annotations
 
+from mfg_rl.solvers.amr import AMR
 from mfg_rl.solvers.auto import Auto
 from mfg_rl.solvers.coupling import Anderson, FictitiousPlay, FixedPoint
 from mfg_rl.solvers.jax_scan import JaxScan
@@ -17,7 +18,7 @@ from mfg_rl.solvers.trajectory import Sequential
 
 STRATEGIES: dict[str, type] = {
     "sequential": Sequential, "global": GlobalSpacetime, "global-krylov": GlobalKrylov, "jax-scan": JaxScan,
-    "parareal": Parareal,
+    "parareal": Parareal, "amr": AMR,
 }
 
 POLICIES: dict[str, type] = {

@@ -14,6 +14,7 @@ from typing import Any
 from mfg_rl.backends import Backend
 from mfg_rl.core import MFGProblem, SpacetimeField
 from mfg_rl.core.monotonicity import uniqueness_note
+from mfg_rl.solvers.amr import AMR
 from mfg_rl.solvers.auto import Auto, run_auto
 from mfg_rl.solvers.cache import load_cached
 from mfg_rl.solvers.callbacks import Callback, ProgressBar
@@ -55,8 +56,10 @@ def solve(
             sparse space-time solve per trajectory), ``"global-krylov"`` (FGMRES) or
             ``"jax-scan"`` (the marching compiled with jax ``lax.scan``, 1D; needs
             ``mfg-rl[jax]``, runs on the jax backend; ``timings["compile"]`` apart),
-            ``"parareal"`` (time-parallel, ``Parareal()`` defaults), or a strategy object
-            such as ``Parareal(slices=16)`` (``mfg_rl.solvers.parareal``).
+            ``"parareal"`` (time-parallel, ``Parareal()`` defaults), ``"amr"`` (coupled solves on
+            an adapted tree mesh, ``AMR()`` defaults; fixed point, Anderson or fictitious play,
+            ``"auto"`` meaning Anderson alone; the result is resampled to the grid), or a strategy
+            object such as ``Parareal(slices=16)`` or ``AMR(max_level=7, budget=60)``.
         coupling: ``"auto"`` (default: Anderson, switching to Newton and back when one
             stops progressing, every switch in ``diagnostics.switches``; ``mfg_rl.solvers.auto``),
             ``"fixed_point"`` (damped, see ``damping``), ``"anderson"`` (Anderson-accelerated
@@ -133,19 +136,29 @@ def solve(
         return cached
 
     start = time.perf_counter()
-    discretise = getattr(strategy, "discretise", DiscreteMFG)
-    disc = (discretise(problem, backend, newton_tol=newton_tol, linear=linear) if particles is None
-            else ParticleMFG(problem, backend, particles, newton_tol=newton_tol, linear=linear))
     loop_callbacks = checked.callbacks
     if progress:
         loop_callbacks.insert(0, ProgressBar(f"{problem.name} {method}/{policy.name}"))
-    run = run_auto if isinstance(policy, Auto) else run_newton if isinstance(policy, Newton) else run_coupling
-    result = run(
-        disc, strategy, particles or strategy, policy, tol=tol, max_iter=max_iter,
-        callbacks=loop_callbacks, allow_unconverged=allow_unconverged,
-    )
-    mass = [float(v) for v in backend.to_numpy(disc.mass(result.m))]
-    outflow = backend.to_numpy(disc.outflow(result.u, result.m))
+    if isinstance(strategy, AMR):
+        adaptive = strategy.solve(problem, policy, tol=tol, max_iter=max_iter, callbacks=loop_callbacks,
+                                  allow_unconverged=allow_unconverged, newton_tol=newton_tol)
+        result = adaptive.coupling
+        u, m = (backend.from_host(field) for field in adaptive.on_grid())
+        mass, outflow = adaptive.disc.mass(result.m), adaptive.disc.outflow(result.u, result.m)
+        options = dict(options, strategy=dict(options["strategy"], leaves=adaptive.leaves_per_level(),
+                                              rounds=[list(r) for r in adaptive.rounds]))
+    else:
+        discretise = getattr(strategy, "discretise", DiscreteMFG)
+        disc = (discretise(problem, backend, newton_tol=newton_tol, linear=linear) if particles is None
+                else ParticleMFG(problem, backend, particles, newton_tol=newton_tol, linear=linear))
+        run = run_newton if isinstance(policy, Newton) else run_coupling
+        result = (run_auto if isinstance(policy, Auto) else run)(
+            disc, strategy, particles or strategy, policy, tol=tol, max_iter=max_iter,
+            callbacks=loop_callbacks, allow_unconverged=allow_unconverged,
+        )
+        u, m = result.u, result.m
+        mass, outflow = backend.to_numpy(disc.mass(m)), backend.to_numpy(disc.outflow(u, m))
+    mass = [float(v) for v in mass]
     exited = [0.0] + [float(v) for v in outflow.cumsum()]
     timings = dict(result.timings, **getattr(strategy, "timings", {}), total=time.perf_counter() - start)
     diagnostics = Diagnostics(
@@ -165,8 +178,8 @@ def solve(
             RuntimeWarning, stacklevel=2,
         )
     eq = Equilibrium(
-        u=SpacetimeField(result.u, problem.grid, problem.time),
-        m=SpacetimeField(result.m, problem.grid, problem.time),
+        u=SpacetimeField(u, problem.grid, problem.time),
+        m=SpacetimeField(m, problem.grid, problem.time),
         problem=problem,
         diagnostics=diagnostics,
     )

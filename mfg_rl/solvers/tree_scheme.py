@@ -261,3 +261,10 @@ class TreeMFG:
     def mass(self, m: np.ndarray) -> np.ndarray:
         """``sum_i vol_i m_i`` per level, shape ``m.shape[:-1]``."""
         return m @ self.volumes
+
+    def outflow(self, u: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """Mass leaving through exits during each step, shape ``(Nt,)``: summing the FP step gives
+        ``mass^n - mass^{n+1} = dt (A_n 1)^T V m^{n+1}``, and ``A_n 1`` vanishes away from exits."""
+        ones = np.ones(u.shape[-1])
+        rows = np.stack([self.scheme.apply(u[n], m[n + 1])[1] @ ones for n in range(self.Nt)])
+        return self.dt * (rows * m[1:]) @ self.volumes
