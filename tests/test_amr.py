@@ -9,7 +9,7 @@ import pytest
 from mfg_rl import Equilibrium, problems, solve
 from mfg_rl.core import Grid
 from mfg_rl.core.tree_mesh import TreeMesh
-from mfg_rl.solvers.amr import AMR, grid_to_leaves, leaves_to_grid
+from mfg_rl.solvers.amr import AMR, grid_to_leaves, interpolate_to_grid, leaves_to_grid
 from mfg_rl.solvers.coupling import FixedPoint
 from mfg_rl.solvers.registry import STRATEGIES
 
@@ -131,3 +131,33 @@ def test_solve_refuses_what_amr_cannot_run_before_work() -> None:
         solve(problems.make("crowd-exit-1d", Nx=30, Nt=4), method="amr", progress=False)
     with pytest.raises(ValueError, match="max_level"):
         solve(problem, method=AMR(max_level=2, min_level=4), progress=False)
+
+
+@pytest.mark.parametrize("ndim", [1, 2])
+def test_values_interpolate_linearly_from_the_leaf_centres(ndim: int) -> None:
+    grid = Grid([(0.0, 1.0)] * ndim, (16,) * ndim)
+    mesh = mixed_mesh(grid, 4)
+    linear = np.stack([1.0 + 2.0 * mesh.centres.sum(axis=1), 3.0 - mesh.centres[:, 0]])
+    points = np.stack(grid.mesh(), axis=-1)
+    inside = (np.abs(points - 0.5) < 0.5 - 1 / 8).all(axis=-1)  # within the outer coarse centres
+    out = interpolate_to_grid(grid, mesh, linear)
+    np.testing.assert_allclose(out[0][inside], 1.0 + 2.0 * points.sum(axis=-1)[inside], atol=1e-13)
+    np.testing.assert_allclose(out[1][inside], 3.0 - points[..., 0][inside], atol=1e-13)
+    at_grid = TreeMesh.from_grid(grid, min_level=4, max_level=4, kernels="numpy")
+    values = np.random.default_rng(0).random((2, len(at_grid)))
+    np.testing.assert_allclose(interpolate_to_grid(grid, at_grid, values),
+                               leaves_to_grid(grid, at_grid, values), rtol=0, atol=1e-15)
+
+
+def test_an_amr_equilibrium_feeds_envs_and_its_policy_is_nearly_unexploitable() -> None:
+    import gymnasium
+
+    from mfg_rl.benchmark import evaluate
+    from mfg_rl.envs import equilibrium_policy
+
+    eq = solve(problems.make("crowd-exit-1d", Nx=64, Nt=20), method="amr", progress=False)
+    env = gymnasium.make("mfg_rl/CrowdExit1D-v0", equilibrium=eq)
+    env.reset(seed=0)
+    assert np.isfinite(env.step(env.action_space.sample())[1])
+    # leaves up to 4x the grid's cells: u interpolated between centres, not a staircase (which scores 4.4)
+    assert evaluate(equilibrium_policy(eq), eq)["exploitability"] < 0.1

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.interpolate import LinearNDInterpolator, NearestNDInterpolator
 
 from mfg_rl.checks import check_choice, check_int, check_real
 from mfg_rl.core import Grid, MFGProblem
@@ -105,6 +106,25 @@ def coupling_policy(policy: Any) -> FixedPoint | FictitiousPlay | Anderson:
     return policy
 
 
+def interpolate_to_grid(grid: Grid, mesh: TreeMesh, values: Any) -> np.ndarray:
+    """Point values at the leaf centres ``(..., M)`` -> at the grid's cell centres ``(..., *shape)``:
+    linear interpolation (piecewise linear in 1D, on the Delaunay triangles of the centres in 2D),
+    the nearest centre's value beyond them. For ``u``, whose gradient is the control: cell
+    averages would make it a staircase on coarse leaves."""
+    values = np.asarray(values, dtype=np.float64)
+    rows = values.reshape(-1, len(mesh)).T  # (M, K)
+    centres = np.asarray(mesh.centres)
+    points = np.stack([a.ravel() for a in grid.mesh()], axis=1)
+    if grid.ndim == 1:
+        order = np.argsort(centres[:, 0])
+        out = np.stack([np.interp(points[:, 0], centres[order, 0], row[order]) for row in rows.T], axis=1)
+    else:
+        out = LinearNDInterpolator(centres, rows)(points)
+        outside = np.isnan(out[:, 0])
+        out[outside] = NearestNDInterpolator(centres, rows)(points[outside])
+    return out.T.reshape(*values.shape[:-1], *grid.shape)
+
+
 class TreeMarching:
     """``Sequential`` on a tree: the trajectory strategy ``run_coupling`` calls with a ``TreeMFG``."""
 
@@ -136,9 +156,10 @@ class AMRResult:
     transfer_mass_error: float = 0.0
 
     def on_grid(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(u, m)`` as cell averages on the problem's grid, shape ``(Nt+1, *grid.shape)``."""
+        """``(u, m)`` on the problem's grid, shape ``(Nt+1, *grid.shape)``: ``u`` interpolated
+        between leaf centres (``interpolate_to_grid``), ``m`` as cell averages (mass kept)."""
         grid = self.problem.grid
-        return leaves_to_grid(grid, self.mesh, self.u), leaves_to_grid(grid, self.mesh, self.m)
+        return interpolate_to_grid(grid, self.mesh, self.u), leaves_to_grid(grid, self.mesh, self.m)
 
     def leaves_per_level(self) -> dict[str, int]:
         """Leaves of the final mesh per level, ``{"level": count}`` (string keys, as JSON keeps them)."""
