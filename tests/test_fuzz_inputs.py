@@ -62,6 +62,7 @@ from mfg_rl.solvers import (
     ParticleFP,
     ProgressBar,
 )
+from mfg_rl.solvers.amr import AMR
 from mfg_rl.solvers.auto import Auto
 
 NAN, INF = float("nan"), float("inf")
@@ -323,6 +324,8 @@ SOLVER_OBJECTS: dict[Any, dict[str, str]] = {
     GlobalKrylov: {"rtol": "real", "restart": "int", "max_iter": "int"},
     Parareal: {"slices": "int", "coarse_factor": "int|None", "tol": "real", "max_iter": "int|None",
                "warm_start": "bool", "forcing": "real|None", "workers": "int|None"},
+    AMR: {"max_level": "int|None", "min_level": "int|None", "tol": "real|None", "budget": "int|None",
+          "adaptations": "int", "indicator": "name", "kernels": "name"},
 }
 
 
@@ -342,7 +345,8 @@ SOLVE_KINDS = {
 }
 SOLVE_EXTRA: dict[str, list[Any]] = {
     "method": ["sequential", "global", "global-krylov", "parareal", "jax-scan", Parareal(slices=2),
-               Parareal(slices=9), Parareal, object()],
+               Parareal(slices=9), Parareal, "amr", AMR(max_level=3, min_level=1, kernels="numpy"),
+               AMR(min_level=5), AMR, object()],
     "coupling": ["auto", "newton", "fictitious_play", "anderson", FixedPoint(0.5), Newton(), FixedPoint],
     "fp": ["particles", ParticleFP(500), ParticleFP],
     "backend": ["numpy", "torch", "jax", "NUMPY", "cupy", create_backend("numpy")],
@@ -367,6 +371,8 @@ SOLVE_PAIRS: list[tuple[dict[str, Any], tuple[str, ...]]] = [
     ({"tol": 1e-17}, ("tol",)),
     ({"max_iter": 1, "coupling": "fixed_point"}, ("max_iter",)),
     ({"method": "jax-scan", "backend": "numpy"}, ("method", "backend")),
+    *[({"method": "amr", name: value}, ("method", name)) for name, value in
+      (("coupling", "newton"), ("coupling", Newton()), ("fp", "particles"), ("linear", LinearSolver()))],
 ]
 """Options that are wrong together, and the parameters that a clear message names."""
 
