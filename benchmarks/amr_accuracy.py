@@ -1,0 +1,121 @@
+"""Issue 15's target for AMR: the error of the uniform grid at AMR's finest level, with <= 30 % of
+its cells and <= 50 % of its wall time, in one run.
+
+One problem, one time grid (``Nt`` fixed, so only space is refined). Solved by ``solve`` on:
+
+- uniform grids at tree levels ``L`` and ``L + 1`` (``method="sequential"``, Anderson);
+- ``AMR(max_level=L + 1, min_level=L - 1, budget=...)`` (``method=AMR``, Anderson: what
+  ``coupling="auto"`` runs on a tree);
+- a uniform reference at level ``L + 3``, two levels finer than AMR's finest.
+
+Error of ``m``: ``max_n sum_cells vol |m^n - <m_ref^n>|`` (L1 in space, max over time), with
+``<m_ref>`` the reference's cell averages on the solution's own cells (its grid or its leaves,
+``grid_to_leaves``, conservative); error of ``u`` the same in the max norm. Seconds: wall time of
+``solve`` alone (best of ``--repeat`` runs), two threads at most; iterations: coupling iterations
+(AMR: of all its coupled solves). The sharp-front variants lower ``sigma`` and the width of ``m0``.
+
+Usage::
+
+    python benchmarks/amr_accuracy.py                                  # crowd-exit-1d, sharp front, L = 7
+    python benchmarks/amr_accuracy.py --problem crowd-2d --level 5 --Nt 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "2")
+
+import numpy as np  # noqa: E402
+
+from mfg_rl import problems, solve  # noqa: E402
+from mfg_rl.core.tree_mesh import TreeMesh  # noqa: E402
+from mfg_rl.solvers.amr import AMR, grid_to_leaves  # noqa: E402
+from mfg_rl.solvers.coupling import Anderson  # noqa: E402
+
+SHARP = {"crowd-exit-1d": {"sigma": 0.05, "m0_width": 0.03}, "crowd-2d": {"sigma": 0.1, "m0_width": 0.05}}
+
+
+def make(name: str, level: int, nt: int, params: dict) -> problems.MFGProblem:
+    """``name`` on the uniform grid of tree ``level`` (root cells near square, one per unit span)."""
+    probe = problems.make(name, Nt=nt, **params)
+    spans = [hi - lo for lo, hi in probe.grid.bounds]
+    shape = [max(1, round(s / min(spans))) << level for s in spans]
+    sizes = {"Nx": shape[0]} if len(shape) == 1 else {"Nx": shape[0], "Ny": shape[1]}
+    return problems.make(name, Nt=nt, **sizes, **params)
+
+
+def timed(repeat: int, run):
+    best, out = math.inf, None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = run()
+        best = min(best, time.perf_counter() - start)
+    return out, best
+
+
+def errors(reference, ref_problem, mesh: TreeMesh, u: np.ndarray, m: np.ndarray) -> tuple[float, float]:
+    """``(L1 error of m, max error of u)`` on ``mesh``'s leaves against the reference's cell averages."""
+    m_ref = grid_to_leaves(ref_problem.grid, mesh, reference.m.numpy())
+    u_ref = grid_to_leaves(ref_problem.grid, mesh, reference.u.numpy())
+    return float((np.abs(m - m_ref) @ mesh.volumes).max()), float(np.abs(u - u_ref).max())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problem", default="crowd-exit-1d")
+    parser.add_argument("--level", type=int, default=7, help="L: coarser uniform level; AMR finest L + 1")
+    parser.add_argument("--Nt", type=int, default=50)
+    parser.add_argument("--share", type=float, default=0.3, help="AMR budget, share of the level L + 1 cells")
+    parser.add_argument("--adaptations", type=int, default=4)
+    parser.add_argument("--tol", type=float, default=1e-8)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--smooth", action="store_true", help="catalogue parameters, no sharp front")
+    args = parser.parse_args()
+    params = {} if args.smooth else SHARP.get(args.problem, {})
+    level = args.level
+    ref_problem = make(args.problem, level + 3, args.Nt, params)
+    reference, ref_seconds = timed(1, lambda: solve(ref_problem, coupling="anderson", tol=args.tol,
+                                                    progress=False))
+    print(f"{args.problem} {params or '(catalogue parameters)'}, Nt={args.Nt}, tol={args.tol:g}; reference: "
+          f"uniform level {level + 3}, {ref_problem.grid.size} cells, {ref_seconds:.1f} s")
+    rows = []
+    for lv in (level, level + 1):
+        problem = make(args.problem, lv, args.Nt, params)
+        eq, seconds = timed(args.repeat, lambda p=problem: solve(p, coupling="anderson", tol=args.tol,
+                                                                  progress=False))
+        mesh = TreeMesh.from_grid(problem.grid, max_level=lv, min_level=lv, kernels="numpy")
+        u, m = (grid_to_leaves(problem.grid, mesh, field.numpy()) for field in (eq.u, eq.m))  # a reordering
+        rows.append((f"uniform L={lv}", problem.grid.size, *errors(reference, ref_problem, mesh, u, m),
+                     seconds, eq.diagnostics.iterations))
+    problem = make(args.problem, level + 1, args.Nt, params)
+    amr = AMR(max_level=level + 1, min_level=level - 1, budget=max(1, int(args.share * rows[1][1])),
+              adaptations=args.adaptations)
+
+    def adaptive():  # what solve(method=amr, coupling="auto") runs, with the final mesh kept
+        out = amr.solve(problem, Anderson(), tol=args.tol)
+        out.on_grid()
+        return out
+
+    result, seconds = timed(args.repeat, adaptive)
+    rows.append((f"AMR {level - 1}..{level + 1}", len(result.mesh),
+                 *errors(reference, ref_problem, result.mesh, result.u, result.m), seconds,
+                 sum(r[1] for r in result.rounds)))
+    print(f"{'':16s} {'cells':>7s} {'L1 err m':>10s} {'max err u':>10s} {'seconds':>8s} {'iters':>6s} "
+          f"{'ms/iter/cell':>12s}")
+    for name, n, em, eu, s, it in rows:
+        print(f"{name:16s} {n:7d} {em:10.3e} {eu:10.3e} {s:8.2f} {it:6d} {1e3 * s / it / n:12.4f}")
+    fine, adaptive = rows[1], rows[2]
+    print(f"AMR / uniform L={level + 1}: cells {adaptive[1] / fine[1]:.0%} (target <= 30 %), "
+          f"seconds {adaptive[4] / fine[4]:.0%} (target <= 50 %), error of m {adaptive[2] / fine[2]:.2f}x "
+          f"(target <= 1)")
+    print(f"AMR leaves per level {dict(enumerate(np.bincount(result.mesh.level).tolist()))}; rounds (leaves, "
+          f"iterations, residual): {[(n, k, float(f'{r:.1e}')) for n, k, r in result.rounds]}")
+
+
+if __name__ == "__main__":
+    main()
