@@ -171,8 +171,8 @@ def test_garbage_checkpoints_are_named_with_the_fix(tmp_path: Path, capsys: pyte
 
 
 def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture) -> None:
-    assert cli.main(["train", "lq-1d", "--algo", "sac"]) == 2
-    one_line_error(capsys, "invalid choice: 'sac'", "see mfg-rl train --help")
+    assert cli.main(["train", "lq-1d", "--algo", "dqn"]) == 2
+    one_line_error(capsys, "invalid choice: 'dqn'", "see mfg-rl train --help")
 
 
 def test_train_help_lists_every_hyperparameter_with_its_default(capsys: pytest.CaptureFixture) -> None:

@@ -1,15 +1,16 @@
-"""Actor-critic agents (DESIGN.md layer 6): PPO and A2C as Lightning modules on the batched env.
+"""Actor-critic agents (DESIGN.md layer 6): PPO, A2C and SAC as Lightning modules on the batched env.
 
 ``train(env_id, algo="ppo", regime="best-response", steps=..., ...) -> TrainResult`` is the
 main job (also ``mfg-rl train``); ``bench(checkpoint)`` re-scores a saved agent (``mfg-rl
 bench``). Lightning is imported only when training starts: ``import mfg_rl.agents`` is light.
 
 Files, each one idea: ``config`` (hyperparameters and their references), ``networks``
-(normaliser, Gaussian actor, critic), ``rollout`` (collection, GAE), ``losses`` (PPO/A2C),
-``regimes`` (best response, fictitious play), ``module`` (the LightningModule, with
-``progress``), ``training`` (``train``, the entry point), ``checkpoints`` (saved agents back to
-policies, ``bench``), ``resume`` (checkpoints read safely; a resume that would mix two runs is
-refused), ``reporting`` (the figure), ``hparams_tab`` (hyperparameters in TensorBoard's HPARAMS tab).
+(normaliser, Gaussian actor, critic; SAC's squashed actor and twin critics), ``rollout``
+(collection, GAE), ``losses`` (PPO/A2C), ``regimes`` (best response, fictitious play), ``module``
+(the LightningModule, with ``progress``), ``sac`` (SAC's module and its device replay),
+``training`` (``train``, the entry point), ``checkpoints`` (saved agents back to policies,
+``bench``), ``resume`` (checkpoints read safely; a resume that would mix two runs is refused),
+``reporting`` (the figure), ``hparams_tab`` (hyperparameters in TensorBoard's HPARAMS tab).
 
 Example:
     >>> from mfg_rl.agents import train                                    # doctest: +SKIP
@@ -28,6 +29,7 @@ _LAZY = {
     "load_agent": "mfg_rl.agents.checkpoints",
     "LoadedAgent": "mfg_rl.agents.checkpoints",
     "Hyperparameters": "mfg_rl.agents.config",
+    "SACHyperparameters": "mfg_rl.agents.config",
     "defaults": "mfg_rl.agents.config",
     "ActorCritic": "mfg_rl.agents.networks",
     "ObservationPolicy": "mfg_rl.agents.networks",

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mfg_rl.agents.config import hyperparameters
-from mfg_rl.agents.networks import ActorCritic, ObservationPolicy
+from mfg_rl.agents.networks import ActorCritic, ObservationPolicy, SACNetworks
 from mfg_rl.agents.resume import RUN_FIELDS, read_checkpoint
 
 
@@ -16,7 +16,7 @@ class LoadedAgent:
     """A trained agent back from a checkpoint: its policy, network, env and run counters."""
 
     policy: ObservationPolicy
-    model: ActorCritic
+    model: ActorCritic | SACNetworks
     env: Any
     env_id: str
     algo: str
@@ -26,21 +26,25 @@ class LoadedAgent:
     initial: dict[str, float] | None
 
 
-def make_env(env_id: str, num_envs: int, device: Any, env_kwargs: dict[str, Any]) -> Any:
-    """``gymnasium.make_vec(env_id, num_envs, device, normalize_actions=False, **env_kwargs)``.
+def make_env(env_id: str, num_envs: int, device: Any, env_kwargs: dict[str, Any],
+             normalize_actions: bool = False) -> Any:
+    """``gymnasium.make_vec(env_id, num_envs, device, normalize_actions, **env_kwargs)``.
 
-    The agents act in the game's control units (the raw ``alpha``, bounded by the env's
-    ``max_action``): their defaults (``log_std_init``) are set for that scale, and their policies
-    are scored as ``policy(t, x) -> alpha``.
+    PPO and A2C act in the game's control units (the raw ``alpha``, bounded by the env's
+    ``max_action``, ``normalize_actions=False``): their defaults (``log_std_init``) are set for
+    that scale. SAC's tanh-squashed actions are the env's normalised actions in ``[-1, 1]^d``
+    (``normalize_actions=True``): its target entropy ``-d`` is set for that box, as in SB3,
+    which rescales every box to it. Policies are scored in the game's units, ``policy(t, x) -> alpha``.
     """
     import gymnasium
 
     import mfg_rl  # noqa: F401  (registers the ids)
 
     if "normalize_actions" in env_kwargs:
-        raise ValueError("env_kwargs must not set normalize_actions: the agents act with the raw control "
-                         "alpha (normalize_actions=False); remove it")
-    return gymnasium.make_vec(env_id, num_envs=num_envs, device=device, normalize_actions=False, **env_kwargs)
+        raise ValueError("env_kwargs must not set normalize_actions: each algorithm sets its own action "
+                         "convention (ppo/a2c the raw control alpha, sac actions in [-1, 1]); remove it")
+    return gymnasium.make_vec(env_id, num_envs=num_envs, device=device, normalize_actions=normalize_actions,
+                              **env_kwargs)
 
 
 def load_agent(checkpoint: str | Path, device: Any = "cpu") -> LoadedAgent:
@@ -55,10 +59,12 @@ def load_agent(checkpoint: str | Path, device: Any = "cpu") -> LoadedAgent:
     hp = state["hyper_parameters"]
     run = state["mfg_rl"]
     params = hyperparameters(hp["algo"], {k: v for k, v in hp.items() if k not in RUN_FIELDS})
-    env = make_env(hp["env_id"], 1, device, dict(hp.get("env_kwargs") or {}))
+    sac = hp["algo"] == "sac"
+    env = make_env(hp["env_id"], 1, device, dict(hp.get("env_kwargs") or {}), normalize_actions=sac)
     env.set_crowd(run["crowd"].double().numpy())
     obs_dim, act_dim, max_action = hp["spaces"]
-    model = ActorCritic(obs_dim, act_dim, params.hidden, params.log_std_init, max_action)
+    model = (SACNetworks(obs_dim, act_dim, params.hidden, max_action, params.init_alpha) if sac
+             else ActorCritic(obs_dim, act_dim, params.hidden, params.log_std_init, max_action))
     weights = {k.removeprefix("model."): v for k, v in state["state_dict"].items() if k.startswith("model.")}
     model.load_state_dict(weights)
     model.to(device).eval()

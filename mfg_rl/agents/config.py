@@ -17,15 +17,32 @@ orthogonal init, state-independent log-std, 10 epochs) with four changes for fin
 A2C follows Stable-Baselines3 (one gradient step per rollout, ``gae_lambda = 1``, no
 advantage normalisation, RMSprop lr 7e-4, alpha 0.99, eps 1e-5), with the same ``gamma`` and
 ``n_steps`` changes.
+
+SAC (``SACHyperparameters``) follows Stable-Baselines3 / CleanRL's ``sac_continuous_action.py``
+(Adam 3e-4, batch 256, ``tau = 0.005``, twin ReLU critics, automatic entropy tuning towards
+``-d``, replay of 1e6 transitions), with ``gamma = 1`` as above and three changes measured on
+LQ1D-v0 (one seed, 32k env steps of 128 agents):
+
+- ``hidden = (64, 64)`` (SB3: 256x256): as good per update and 3x faster on a CPU, where SAC
+  is bound by its updates.
+- ``init_alpha = 0.01`` (SB3: 1): the games' rewards are ``O(1e-2)`` per step, so a temperature
+  of 1 drowns them in the entropy bonus until autotuning has brought it down (1.8x vs 2.8x
+  lower exploitability after 300 updates).
+- ``gradient_steps = 32`` per step of all agents (SB3: 1 per step of its vector env): one
+  step of 128 agents brings 128 transitions; 2000 updates reach 0.045, 8000 reach 0.0066.
+
+An iteration is ``n_steps`` steps of all agents (``None``: one horizon), each followed by
+``gradient_steps`` updates on minibatches drawn from the replay.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
-ALGORITHMS = ("ppo", "a2c")
+ALGORITHMS = ("ppo", "a2c", "sac")
 
 
 @dataclass
@@ -72,8 +89,47 @@ class Hyperparameters:
     fp_every: int = 10
 
 
-def defaults(algo: str) -> Hyperparameters:
-    """The documented defaults of ``algo`` (``"ppo"`` or ``"a2c"``)."""
+@dataclass
+class SACHyperparameters:
+    """SAC's hyperparameters; ``train(..., algo="sac", **hyperparameters)`` overrides fields.
+
+    Attributes:
+        learning_rate: Adam step size of actor, critics and temperature.
+        n_steps: env steps of all agents per iteration; ``None``: one horizon ``Nt``.
+        gradient_steps: updates after every env step (each of ``batch_size`` transitions).
+        batch_size: transitions per update, drawn uniformly from the replay.
+        buffer_size: replay capacity in transitions (preallocated on the env's device).
+        learning_starts: transitions collected with uniform random actions before the first update.
+        gamma: discount; ``tau``: Polyak rate of the target critics.
+        init_alpha: initial entropy temperature; ``autotune``: learn it towards ``target_entropy``.
+        target_entropy: ``None``: ``-d`` (SB3, CleanRL).
+        hidden: hidden widths of the actor and of each critic (ReLU).
+        max_grad_norm: global gradient-norm clip of each network (``None``: none).
+        eval_every: score with ``mfg_rl.benchmark.evaluate`` every this many iterations.
+
+    SAC learns the best response to the frozen equilibrium crowd (``regime="best-response"``).
+    """
+
+    learning_rate: float = 3e-4
+    n_steps: int | None = None
+    gradient_steps: int = 32
+    batch_size: int = 256
+    buffer_size: int = 1_000_000
+    learning_starts: int = 1_000
+    gamma: float = 1.0
+    tau: float = 0.005
+    init_alpha: float = 0.01
+    autotune: bool = True
+    target_entropy: float | None = None
+    hidden: tuple[int, ...] = (64, 64)
+    max_grad_norm: float | None = None
+    eval_every: int = 10
+
+
+def defaults(algo: str) -> Hyperparameters | SACHyperparameters:
+    """The documented defaults of ``algo`` (``"ppo"``, ``"a2c"`` or ``"sac"``)."""
+    if algo == "sac":
+        return SACHyperparameters()
     if algo == "ppo":
         return Hyperparameters()
     if algo == "a2c":
@@ -82,16 +138,18 @@ def defaults(algo: str) -> Hyperparameters:
     raise ValueError(f"algo must be one of {', '.join(ALGORITHMS)}, got {algo!r}")
 
 
-def hyperparameters(algo: str, overrides: dict[str, Any]) -> Hyperparameters:
+def hyperparameters(algo: str, overrides: dict[str, Any]) -> Hyperparameters | SACHyperparameters:
     """``defaults(algo)`` with ``overrides``; unknown names raise ``TypeError`` naming them."""
     base = defaults(algo)
-    known = {f.name for f in dataclasses.fields(Hyperparameters)}
+    known = {f.name for f in dataclasses.fields(base)}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise TypeError(f"unknown hyperparameters {unknown}; known: {', '.join(sorted(known))}")
     params = dataclasses.replace(base, **overrides)
     if "hidden" in overrides:
         params.hidden = tuple(int(h) for h in params.hidden)
+    if algo == "sac":
+        return _check_sac(params)
     if params.optimizer not in ("adam", "rmsprop"):
         raise ValueError(f"optimizer must be 'adam' or 'rmsprop', got {params.optimizer!r}")
     for name in ("num_minibatches", "update_epochs", "eval_every", "fp_every"):
@@ -101,4 +159,34 @@ def hyperparameters(algo: str, overrides: dict[str, Any]) -> Hyperparameters:
         raise ValueError(f"n_steps must be >= 1 or None, got {params.n_steps!r}")
     if algo == "a2c" and params.target_kl is not None:
         raise ValueError("target_kl stops PPO's epochs on the ratio's KL; a2c has no ratio: leave it None")
+    return params
+
+
+def _check_sac(params: SACHyperparameters) -> SACHyperparameters:
+    """``ValueError`` naming the first SAC hyperparameter out of its range."""
+    for name in ("gradient_steps", "batch_size", "buffer_size", "eval_every"):
+        value = getattr(params, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if isinstance(params.learning_starts, bool) or not isinstance(params.learning_starts, int) \
+            or params.learning_starts < 0:
+        raise ValueError(f"learning_starts must be an integer >= 0, got {params.learning_starts!r}")
+    if params.n_steps is not None and (not isinstance(params.n_steps, int) or params.n_steps < 1):
+        raise ValueError(f"n_steps must be >= 1 or None, got {params.n_steps!r}")
+    if params.batch_size > params.buffer_size:
+        raise ValueError(f"batch_size={params.batch_size} exceeds buffer_size={params.buffer_size}")
+    checks = (("learning_rate", params.learning_rate, 0.0 < params.learning_rate),
+              ("gamma", params.gamma, 0.0 <= params.gamma <= 1.0),
+              ("tau", params.tau, 0.0 < params.tau <= 1.0),
+              ("init_alpha", params.init_alpha, 0.0 < params.init_alpha),
+              ("max_grad_norm", params.max_grad_norm,
+               params.max_grad_norm is None or params.max_grad_norm > 0))
+    for name, value, ok in checks:
+        if not ok or (value is not None and not math.isfinite(value)):
+            raise ValueError(f"{name} out of range: got {value!r} (see "
+                             "mfg_rl.agents.config.SACHyperparameters)")
+    if params.target_entropy is not None and not math.isfinite(params.target_entropy):
+        raise ValueError(f"target_entropy must be finite or None, got {params.target_entropy!r}")
+    if not params.hidden or min(params.hidden) < 1:
+        raise ValueError(f"hidden must be positive layer widths, got {params.hidden!r}")
     return params

@@ -22,12 +22,15 @@ def run_hparams(module: Any) -> dict[str, int | float | str]:
     parameters as ``problem/<name>`` and the other env keyword arguments as ``env/<name>``.
 
     The tab takes its columns and their types from one run, so a run's names and types do not
-    depend on what was passed: ``target_kl`` is a string (``"None"``: never stop), booleans are
+    depend on what was passed: ``target_kl`` (and SAC's ``max_grad_norm``, ``target_entropy``) is a
+    string (``"None"``: never stop / none / ``-d``), booleans are
     ``"True"``/``"False"`` and other non-numbers their ``str``.
     """
     params = dataclasses.asdict(module.params)
     params["n_steps"] = module.params.n_steps or module.game.Nt
-    params["target_kl"] = str(params["target_kl"])
+    for name in ("target_kl", "max_grad_norm", "target_entropy"):  # None or a number: one type, str
+        if name in params:
+            params[name] = str(params[name])
     problem = module.game.eq.problem.params
     values = {"env_id": module.env_id, "algo": module.algo, "regime": module.regime,
               "num_envs": module.num_envs, "seed": module.seed, "iterations": module.iterations,

@@ -39,6 +39,9 @@ from mfg_rl.agents.rollout import collect, compute_gae
 class ActorCriticModule(pl.LightningModule):
     """PPO or A2C on ``env_id`` (see ``mfg_rl.agents.train`` for the arguments)."""
 
+    normalize_actions = False
+    """The env's action convention (``make_env``): PPO/A2C act with the raw control ``alpha``."""
+
     def __init__(self, env_id: str, algo: str = "ppo", regime: str = "best-response", num_envs: int = 128,
                  seed: int = 0, iterations: int = 1, env_kwargs: dict[str, Any] | None = None,
                  spaces: tuple[int, int, float] = (3, 1, 1.0), **overrides: Any) -> None:
@@ -49,11 +52,9 @@ class ActorCriticModule(pl.LightningModule):
         self.num_envs, self.seed, self.iterations = num_envs, seed, iterations
         self.env_kwargs = dict(env_kwargs or {})
         self.params = hyperparameters(algo, overrides)
-        obs_dim, act_dim, max_action = spaces
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.model = ActorCritic(obs_dim, act_dim, self.params.hidden, self.params.log_std_init,
-                                     max_action)
+            self.model = self.build_model(*spaces)
         self.generator: torch.Generator | None = None
         self.env: Any = None
         self.obs: torch.Tensor | None = None
@@ -65,13 +66,18 @@ class ActorCriticModule(pl.LightningModule):
         self._restored: dict[str, Any] | None = None
         self._clock = time.perf_counter()
 
+    def build_model(self, obs_dim: int, act_dim: int, max_action: float) -> torch.nn.Module:
+        """The networks, built under the run's seed."""
+        return ActorCritic(obs_dim, act_dim, self.params.hidden, self.params.log_std_init, max_action)
+
     # -- setup, checkpoints ----------------------------------------------------------------
     def setup(self, stage: str) -> None:
         if self.env is None:
             device = self.trainer.strategy.root_device
             from mfg_rl.envs import TorchEpisodeStatistics
 
-            self.env = TorchEpisodeStatistics(make_env(self.env_id, self.num_envs, device, self.env_kwargs))
+            env = make_env(self.env_id, self.num_envs, device, self.env_kwargs, self.normalize_actions)
+            self.env = TorchEpisodeStatistics(env)
             self.generator = torch.Generator(device=device)
             self.generator.manual_seed(self.seed + 7919 * self.global_rank)
 
@@ -185,6 +191,12 @@ class ActorCriticModule(pl.LightningModule):
         if episodes.returns.numel():
             scalars["charts/episodic_return"] = episodes.returns.mean()
             scalars["charts/episodic_length"] = episodes.lengths.float().mean()
+        self._end_iteration(scalars, size)
+
+    def _end_iteration(self, scalars: dict[str, torch.Tensor | float], size: int) -> None:
+        """Log ``scalars`` (one host sync) and the speed over ``size`` env steps per process; score
+        every ``eval_every`` iterations and at the end; update the fictitious-play crowd."""
+        p = self.params
         scalars = _to_host(scalars)
         now = time.perf_counter()
         scalars["charts/steps_per_second"] = size * self.trainer.world_size / max(now - self._clock, 1e-9)

@@ -133,10 +133,11 @@ class ObservationPolicy:
     """A policy of observations turned into the benchmark's ``policy(t, x) -> alpha``.
 
     ``t`` ``(N,)``, ``x`` ``(N,)`` in 1D or ``(N, d)``; the density part of the observation is
-    read from ``game``'s current crowd (``game.observe``), as the agent saw it in training.
+    read from ``game``'s current crowd (``game.observe``), as the agent saw it in training;
+    ``model.act(obs)`` (``ActorCritic``, ``SACNetworks``) gives the control in the game's units.
     """
 
-    def __init__(self, model: ActorCritic, game: Any) -> None:
+    def __init__(self, model: nn.Module, game: Any) -> None:
         self.model = model
         self.game = game
 
@@ -149,3 +150,66 @@ class ObservationPolicy:
         obs = self.game.observe(t, points).to(param.device)
         alpha = self.model.act(obs).to(device)
         return alpha[:, 0] if x.ndim == 1 else alpha
+
+
+def relu_mlp(inputs: int, outputs: int, hidden: tuple[int, ...]) -> nn.Sequential:
+    """ReLU MLP with PyTorch's default initialisation (as SB3's and CleanRL's SAC)."""
+    sizes = (inputs, *hidden)
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(sizes[-1], outputs))
+
+
+class SACNetworks(nn.Module):
+    """SAC's tanh-squashed Gaussian actor, twin critics, their Polyak targets and the temperature.
+
+        a = tanh(mu(s) + sigma(s) eps),  eps ~ N(0, I),   log sigma clamped to [-5, 2]
+        log pi(a|s) = log N(u; mu, sigma^2) - sum log(1 - tanh(u)^2)
+
+    Actions ``a`` are in ``[-1, 1]^d``, the env's normalised actions; the control is
+    ``alpha = max_action * a``. Critics ``Q_k(s, a)``, ``k = 1, 2``, take the normalised action.
+
+    Args:
+        obs_dim, act_dim: sizes ``2 + d`` and ``d``.
+        hidden: hidden widths of the actor and of each critic.
+        max_action: the env's control bound, for ``act`` (the benchmark's units).
+        init_alpha: initial temperature (``log_alpha`` is the learned parameter).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (256, 256),
+                 max_action: float = 1.0, init_alpha: float = 1.0) -> None:
+        super().__init__()
+        self.actor = relu_mlp(obs_dim, 2 * act_dim, hidden)
+        self.critics = nn.ModuleList([relu_mlp(obs_dim + act_dim, 1, hidden) for _ in range(2)])
+        self.targets = nn.ModuleList([relu_mlp(obs_dim + act_dim, 1, hidden) for _ in range(2)])
+        self.targets.load_state_dict(self.critics.state_dict())
+        self.targets.requires_grad_(False)
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(init_alpha)))
+        self.act_dim = act_dim
+        self.max_action = float(max_action)
+
+    def _mean_log_std(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.actor(obs).chunk(2, dim=-1)
+        return mean, log_std.clamp(-5.0, 2.0)
+
+    def sample(self, obs: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparametrised ``(a, log pi(a|s))``, ``(B, d)`` and ``(B,)``, from standard normal ``noise``
+        ``(B, d)``."""
+        mean, log_std = self._mean_log_std(obs)
+        u = mean + log_std.exp() * noise
+        action = torch.tanh(u)
+        gauss = -0.5 * noise.square() - log_std - 0.5 * math.log(2.0 * math.pi)
+        # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u|
+        jacobian = 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))
+        return action, (gauss - jacobian).sum(-1)
+
+    def q_values(self, obs: torch.Tensor, action: torch.Tensor, target: bool = False) -> torch.Tensor:
+        """``(Q_1, Q_2)`` stacked, ``(2, B)``; ``target``: from the Polyak targets."""
+        x = torch.cat([obs, action], dim=-1)
+        return torch.stack([q(x)[:, 0] for q in (self.targets if target else self.critics)])
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """The deterministic control ``max_action * tanh(mu(s))``, ``(B, d)``, in the game's units."""
+        return self.max_action * torch.tanh(self._mean_log_std(obs)[0])

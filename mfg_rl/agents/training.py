@@ -1,4 +1,4 @@
-"""``train``: the library's main job, PPO / A2C on an MFG env with TensorBoard logs and checkpoints."""
+"""``train``: the library's main job, PPO / A2C / SAC on an MFG env with TensorBoard logs and checkpoints."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ from mfg_rl.agents.resume import RunSettings, check_resume
 DEFAULT_STEPS = {"mfg_rl/LQ1D-v0": 1_000_000, "mfg_rl/CrowdExit1D-v0": 1_500_000}
 """Default budgets (env steps): about two minutes on a 2-core laptop CPU."""
 FALLBACK_STEPS = 1_000_000
+SAC_STEPS = 100_000
+"""SAC's default budget on every env: its updates, not its env steps, take the time (LQ1D: 2.5-4.5 minutes
+on a 2-core CPU, where PPO runs 1e6 steps in two)."""
 SCORES = ("exploitability", "value_gap", "density_l1")
 
 
@@ -136,10 +139,11 @@ def train(
     Args:
         env_id: registered id, e.g. ``"mfg_rl/LQ1D-v0"``; ``env_kwargs`` go to ``make_vec``
             (``Nx=51, Nt=10, solve_options=...``).
-        algo: ``"ppo"`` or ``"a2c"``; ``**overrides`` replace fields of ``Hyperparameters``.
+        algo: ``"ppo"``, ``"a2c"`` or ``"sac"``; ``**overrides`` replace fields of ``Hyperparameters``
+            (``SACHyperparameters`` for sac).
         regime: ``"best-response"`` (crowd frozen at the equilibrium) or ``"fictitious-play"``
             (crowd = average of the crowds the agent's policies induce; see ``regimes``).
-        steps: env-step budget (default ``DEFAULT_STEPS[env_id]``, else 1e6).
+        steps: env-step budget (default ``DEFAULT_STEPS[env_id]``, else 1e6; sac: ``SAC_STEPS``).
         num_envs: agents per process; ``seed``: seed of weights, env (``seed + rank``) and sampling.
         logdir: root of the TensorBoard runs (``logdir/<env>-<algo>-<regime>/version_k``).
         device: torch device of env and networks (default: CUDA, MPS, CPU).
@@ -166,7 +170,11 @@ def train(
 
     check_regime(regime)
     params = hyperparameters(algo, overrides)  # checks algo
-    steps = DEFAULT_STEPS.get(env_id, FALLBACK_STEPS) if steps is None else steps
+    if algo == "sac" and regime != "best-response":
+        raise ValueError(f"regime={regime!r}: sac learns against the frozen equilibrium crowd only; use "
+                         "regime='best-response'")
+    if steps is None:
+        steps = SAC_STEPS if algo == "sac" else DEFAULT_STEPS.get(env_id, FALLBACK_STEPS)
     for name, value in (("steps", steps), ("num_envs", num_envs), ("ckpt_every", ckpt_every)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -183,6 +191,7 @@ def train(
     from mfg_rl.agents.checkpoints import make_env
     from mfg_rl.agents.module import ActorCriticModule
     from mfg_rl.agents.progress import StepProgress
+    from mfg_rl.agents.sac import SACModule
 
     probe = make_env(env_id, 1, "cpu", env_kwargs)
     game = probe.unwrapped.game
@@ -207,8 +216,9 @@ def train(
     iterations = max(1, math.ceil(steps / (batch * trainer.world_size)))
     trainer.fit_loop.max_epochs = iterations
     with torch.random.fork_rng(devices=[]):
-        module = ActorCriticModule(env_id, algo, regime, num_envs, seed, iterations, env_kwargs, spaces,
-                                   **overrides)
+        module_class = SACModule if algo == "sac" else ActorCriticModule
+        module = module_class(env_id, algo, regime, num_envs, seed, iterations, env_kwargs, spaces,
+                              **overrides)
     threads = torch.get_num_threads()
     if cpu_threads is not None and accelerator == "cpu":
         torch.set_num_threads(cpu_threads)
