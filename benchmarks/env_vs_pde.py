@@ -19,26 +19,10 @@ from __future__ import annotations
 import argparse
 
 import gymnasium
-import torch
 
 import mfg_rl  # noqa: F401  (registers the ids)
-from mfg_rl.envs import TorchEpisodeStatistics, equilibrium_policy
+from mfg_rl.envs import equilibrium_policy, first_episode_returns
 from mfg_rl.envs.registration import MAX_SPEED
-
-
-def returns_of(envs: gymnasium.vector.VectorEnv, seed: int) -> torch.Tensor:
-    """First-episode return of every agent under the equilibrium control."""
-    policy, n = equilibrium_policy(envs), envs.num_envs
-    stats = TorchEpisodeStatistics(envs)
-    obs, _ = stats.reset(seed=seed)
-    returns, seen = torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.bool)
-    while not bool(seen.all()):
-        obs, *_, info = stats.step(policy.act(obs))
-        if "episode" in info:
-            new = info["_episode"] & ~seen
-            returns[new] = info["episode"]["r"][new]
-            seen |= info["_episode"]
-    return returns
 
 
 def main() -> None:
@@ -56,7 +40,7 @@ def main() -> None:
             envs = gymnasium.make_vec(env_id, num_envs=args.agents, device="cpu", Nt=nt, **cells)
             eq = envs.unwrapped.equilibrium
             value = -float((eq.u.numpy()[0] * eq.problem.m0).sum() * eq.problem.grid.cell_volume)
-            r = returns_of(envs, seed=k)
+            r = first_episode_returns(envs, equilibrium_policy(envs).act, seed=k)
             mean, error = float(r.mean()), float(r.std()) / len(r) ** 0.5
             gap = 100.0 * (mean - value) / abs(value)
             print(f"{env_id:26s} {nx:5d} {nt:5d} {mean:10.4f} +- {error:.4f} {value:10.4f} {gap:7.2f}",

@@ -8,26 +8,12 @@ import torch
 
 import mfg_rl  # noqa: F401
 from mfg_rl.benchmark import evaluate
-from mfg_rl.envs import TorchEpisodeStatistics
+from mfg_rl.envs import first_episode_returns
 
 FAST = {"backend": "numpy", "coupling": "anderson"}
 
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
-
-
-def first_episode_returns(envs: gymnasium.vector.VectorEnv, act: object, seed: int) -> torch.Tensor:
-    stats = TorchEpisodeStatistics(envs)
-    obs, _ = stats.reset(seed=seed)
-    returns = torch.zeros(envs.num_envs, dtype=torch.float64)
-    seen = torch.zeros(envs.num_envs, dtype=torch.bool)
-    while not bool(seen.all()):
-        obs, *_, info = stats.step(act(obs))
-        if "episode" in info:
-            new = info["_episode"] & ~seen
-            returns[new] = info["episode"]["r"][new]
-            seen |= info["_episode"]
-    return returns
 
 
 def monte_carlo_gap(env_id: str, drift: float, nx: int, nt: int) -> tuple[float, float, float]:

@@ -10,7 +10,13 @@ from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 
 import mfg_rl
-from mfg_rl.envs import ENVIRONMENTS, TorchEpisodeStatistics, env_ids, equilibrium_policy
+from mfg_rl.envs import (
+    ENVIRONMENTS,
+    TorchEpisodeStatistics,
+    env_ids,
+    equilibrium_policy,
+    first_episode_returns,
+)
 
 FAST = {"backend": "numpy", "coupling": "anderson"}
 SMALL = {
@@ -213,18 +219,7 @@ def test_equilibrium_policy_from_id_env_and_equilibrium_agree() -> None:
 
 def run_policy(envs: gymnasium.vector.VectorEnv, policy: object, seed: int) -> torch.Tensor:
     """Return of each agent's first episode."""
-    n = envs.num_envs
-    stats = TorchEpisodeStatistics(envs)
-    obs, _ = stats.reset(seed=seed)
-    returns = torch.zeros(n, dtype=torch.float64)
-    seen = torch.zeros(n, dtype=torch.bool)
-    while not bool(seen.all()):
-        obs, *_, info = stats.step(policy.act(obs))
-        if "episode" in info:
-            new = info["_episode"] & ~seen
-            returns[new] = info["episode"]["r"][new]
-            seen |= info["_episode"]
-    return returns
+    return first_episode_returns(envs, policy.act, seed)
 
 
 def pde_value(eq: mfg_rl.Equilibrium) -> float:

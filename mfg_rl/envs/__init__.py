@@ -22,6 +22,7 @@ _LAZY = {
     "EquilibriumPolicy": "mfg_rl.envs.policy",
     "equilibrium_policy": "mfg_rl.envs.policy",
     "TorchEpisodeStatistics": "mfg_rl.envs.wrappers",
+    "first_episode_returns": "mfg_rl.envs.wrappers",
     "TorchToNumpy": "mfg_rl.envs.to_numpy",
     "SB3VecEnv": "mfg_rl.envs.sb3",
     "ObservedPolicy": "mfg_rl.envs.observed",

@@ -94,3 +94,32 @@ class TorchEpisodeStatistics(VectorWrapper):
             if self._next_step:
                 self._resetting = done
         return obs, rewards, terminated, truncated, info
+
+
+def first_episode_returns(env: VectorEnv, act: Any, seed: int) -> Any:
+    """The return of every agent's first episode, ``(N,)`` float64 on the env's device.
+
+    ``act(obs) -> actions`` is applied until each of the ``N`` agents has finished one episode
+    (later episodes of agents that finished early are ignored): the Monte Carlo estimate of a
+    policy's value from ``m0`` that the tests and ``benchmarks/env_vs_pde.py`` compare with the PDE.
+
+    Example:
+        >>> import gymnasium, torch, mfg_rl
+        >>> envs = gymnasium.make_vec("mfg_rl/LQ1D-v0", num_envs=3, device="cpu", Nx=51, Nt=3)
+        >>> first_episode_returns(envs, lambda obs: torch.zeros(3, 1), seed=0).shape
+        torch.Size([3])
+    """
+    import torch
+
+    stats = TorchEpisodeStatistics(env)
+    obs, _ = stats.reset(seed=seed)
+    device = obs.device
+    returns = torch.zeros(env.num_envs, dtype=torch.float64, device=device)
+    seen = torch.zeros(env.num_envs, dtype=torch.bool, device=device)
+    while not bool(seen.all()):
+        obs, *_, info = stats.step(act(obs))
+        if "episode" in info:
+            new = info["_episode"] & ~seen
+            returns[new] = info["episode"]["r"][new].to(torch.float64)
+            seen |= info["_episode"]
+    return returns
