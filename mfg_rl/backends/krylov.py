@@ -168,7 +168,7 @@ def fgmres(
     ``||rhs - A x|| <= rtol ||rhs||`` is not met in ``max_iter`` iterations.
     """
     def dot(a: Any, b: Any) -> float:
-        return float(xp.sum(a * b))
+        return _dot(xp, a, b)
 
     target = rtol * math.sqrt(dot(rhs, rhs))
     x = xp.zeros_like(rhs)
