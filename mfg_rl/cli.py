@@ -187,27 +187,32 @@ def _run_solve(args: argparse.Namespace) -> int:
 
 
 def _hyperparameter_table() -> str:
-    """``train --help``'s epilog: every hyperparameter with its PPO default (and A2C's where it
-    differs), then SAC's."""
+    """``train --help``'s epilog: every algorithm of the registry with its hyperparameters; an
+    algorithm sharing an earlier one's dataclass lists only the defaults where it differs."""
     import dataclasses
 
-    from mfg_rl.agents.config import defaults
+    from mfg_rl.agents.algorithms import REGISTRY
 
     def shown(value: Any) -> Any:
         return ",".join(map(str, value)) if isinstance(value, tuple) else value
 
-    ppo, a2c, sac = defaults("ppo"), defaults("a2c"), defaults("sac")
-    lines = ["hyperparameters (--hparam KEY=VALUE, repeatable; defaults of ppo, a2c's where it differs;",
-             "documented in mfg_rl.agents.config.Hyperparameters):"]
-    for field in dataclasses.fields(ppo):
-        value, other = getattr(ppo, field.name), getattr(a2c, field.name)
-        lines.append(f"  {field.name}={shown(value)}" + ("" if other == value else f"  (a2c: {other})"))
-    lines.append("sac's hyperparameters (mfg_rl.agents.config.SACHyperparameters):")
-    lines += [f"  {field.name}={shown(getattr(sac, field.name))}" for field in dataclasses.fields(sac)]
+    lines = ["hyperparameters (--hparam KEY=VALUE, repeatable), per --algo:"]
+    first: dict[type, Any] = {}
+    for name, entry in REGISTRY.items():
+        params = entry.default_parameters()
+        kind = entry.hyperparameters
+        lines.append(f"{name}: {entry.summary} (mfg_rl.agents.config.{kind.__name__})")
+        base = first.setdefault(kind, params)
+        for field in dataclasses.fields(params):
+            value = getattr(params, field.name)
+            if base is params or value != getattr(base, field.name):
+                lines.append(f"  {field.name}={shown(value)}")
     return "\n".join(lines)
 
 
 def _add_train(subparsers: Any) -> None:
+    from mfg_rl.agents.algorithms import names as algorithm_names
+
     parser = subparsers.add_parser(
         "train", help="train a PPO/A2C/SAC agent on an environment and score it against the equilibrium",
         description="Train on ENV (an env id such as mfg_rl/LQ1D-v0, or its problem name such as\n"
@@ -216,7 +221,7 @@ def _add_train(subparsers: Any) -> None:
         epilog=_hyperparameter_table(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("env", metavar="ENV", help="env id (mfg_rl/LQ1D-v0) or problem name (lq-1d)")
-    parser.add_argument("--algo", choices=("ppo", "a2c", "sac"), default="ppo",
+    parser.add_argument("--algo", choices=algorithm_names(), default="ppo",
                         help="learning algorithm (default: %(default)s)")
     parser.add_argument("--regime", choices=("best-response", "fictitious-play"), default="best-response",
                         help="crowd frozen at the equilibrium, or the average of the learned crowds "

@@ -176,14 +176,29 @@ def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_train_help_lists_every_hyperparameter_with_its_default(capsys: pytest.CaptureFixture) -> None:
+    from mfg_rl.agents.algorithms import REGISTRY
+
     assert cli.main(["train", "--help"]) == 0
     out = capsys.readouterr().out
-    ppo = defaults("ppo")
-    for field in dataclasses.fields(ppo):
-        value = getattr(ppo, field.name)
-        shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
-        assert f"  {field.name}={shown}" in out, field.name
-    assert "optimizer=adam  (a2c: rmsprop)" in out and "(default: ppo)" in out
+    assert "(default: ppo)" in out
+    sections: dict[str, list[str]] = {}
+    for line in out[out.index("per --algo:"):].splitlines()[1:]:
+        if line.startswith("  "):
+            sections[name].append(line)
+        else:
+            name = line.split(":")[0]
+            sections[name] = []
+    assert list(sections) == list(REGISTRY)
+    first: dict[type, object] = {}
+    for name, entry in REGISTRY.items():
+        params = defaults(name)
+        base = first.setdefault(entry.hyperparameters, params)
+        for field in dataclasses.fields(params):
+            value = getattr(params, field.name)
+            shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+            listed = f"  {field.name}={shown}" in sections[name]
+            assert listed == (base is params or value != getattr(base, field.name)), (name, field.name)
+    assert "  optimizer=rmsprop" in sections["a2c"] and "  optimizer=adam" in sections["ppo"]
 
 
 def test_hyperparameter_tuples_and_none_parse_from_the_command_line() -> None:

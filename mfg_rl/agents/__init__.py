@@ -4,7 +4,8 @@
 main job (also ``mfg-rl train``); ``bench(checkpoint)`` re-scores a saved agent (``mfg-rl
 bench``). Lightning is imported only when training starts: ``import mfg_rl.agents`` is light.
 
-Files, each one idea: ``config`` (hyperparameters and their references), ``networks``
+Files, each one idea: ``algorithms`` (the registry: one entry per learner, read by ``train``, the
+CLI, checkpoints and the leaderboard), ``config`` (hyperparameters and their references), ``networks``
 (normaliser, Gaussian actor, critic; SAC's squashed actor and twin critics), ``rollout``
 (collection, GAE), ``losses`` (PPO/A2C), ``regimes`` (best response, fictitious play), ``module``
 (the LightningModule, with ``progress``), ``sac`` (SAC's module and its device replay),

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mfg_rl.agents.algorithms import get as get_algorithm
 from mfg_rl.agents.config import hyperparameters
-from mfg_rl.agents.networks import ActorCritic, ObservationPolicy, SACNetworks
+from mfg_rl.agents.networks import ObservationPolicy
 from mfg_rl.agents.resume import RUN_FIELDS, read_checkpoint
 
 
@@ -16,7 +17,7 @@ class LoadedAgent:
     """A trained agent back from a checkpoint: its policy, network, env and run counters."""
 
     policy: ObservationPolicy
-    model: ActorCritic | SACNetworks
+    model: Any
     env: Any
     env_id: str
     algo: str
@@ -59,12 +60,10 @@ def load_agent(checkpoint: str | Path, device: Any = "cpu") -> LoadedAgent:
     hp = state["hyper_parameters"]
     run = state["mfg_rl"]
     params = hyperparameters(hp["algo"], {k: v for k, v in hp.items() if k not in RUN_FIELDS})
-    sac = hp["algo"] == "sac"
-    env = make_env(hp["env_id"], 1, device, dict(hp.get("env_kwargs") or {}), normalize_actions=sac)
+    entry = get_algorithm(hp["algo"])
+    env = make_env(hp["env_id"], 1, device, dict(hp.get("env_kwargs") or {}), entry.normalize_actions)
     env.set_crowd(run["crowd"].double().numpy())
-    obs_dim, act_dim, max_action = hp["spaces"]
-    model = (SACNetworks(obs_dim, act_dim, params.hidden, max_action, params.init_alpha) if sac
-             else ActorCritic(obs_dim, act_dim, params.hidden, params.log_std_init, max_action))
+    model = entry.build_networks(params, *hp["spaces"])
     weights = {k.removeprefix("model."): v for k, v in state["state_dict"].items() if k.startswith("model.")}
     model.load_state_dict(weights)
     model.to(device).eval()

@@ -42,8 +42,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-ALGORITHMS = ("ppo", "a2c", "sac")
-
 
 @dataclass
 class Hyperparameters:
@@ -126,21 +124,24 @@ class SACHyperparameters:
     eval_every: int = 10
 
 
-def defaults(algo: str) -> Hyperparameters | SACHyperparameters:
-    """The documented defaults of ``algo`` (``"ppo"``, ``"a2c"`` or ``"sac"``)."""
-    if algo == "sac":
-        return SACHyperparameters()
-    if algo == "ppo":
-        return Hyperparameters()
-    if algo == "a2c":
-        return Hyperparameters(learning_rate=7e-4, num_minibatches=1, update_epochs=1, gae_lambda=1.0,
-                               clip_vloss=False, norm_adv=False, optimizer="rmsprop")
-    raise ValueError(f"algo must be one of {', '.join(ALGORITHMS)}, got {algo!r}")
+A2C_DEFAULTS = {"learning_rate": 7e-4, "num_minibatches": 1, "update_epochs": 1, "gae_lambda": 1.0,
+                "clip_vloss": False, "norm_adv": False, "optimizer": "rmsprop"}
+"""A2C's departures from ``Hyperparameters`` (Stable-Baselines3's A2C)."""
 
 
-def hyperparameters(algo: str, overrides: dict[str, Any]) -> Hyperparameters | SACHyperparameters:
-    """``defaults(algo)`` with ``overrides``; unknown names raise ``TypeError`` naming them."""
-    base = defaults(algo)
+def defaults(algo: str) -> Any:
+    """The documented defaults of ``algo`` (a name of ``mfg_rl.agents.algorithms``)."""
+    from mfg_rl.agents.algorithms import get
+
+    return get(algo).default_parameters()
+
+
+def hyperparameters(algo: str, overrides: dict[str, Any]) -> Any:
+    """``defaults(algo)`` with ``overrides``, checked; unknown names raise ``TypeError`` naming them."""
+    from mfg_rl.agents.algorithms import get
+
+    entry = get(algo)
+    base = entry.default_parameters()
     known = {f.name for f in dataclasses.fields(base)}
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -148,8 +149,11 @@ def hyperparameters(algo: str, overrides: dict[str, Any]) -> Hyperparameters | S
     params = dataclasses.replace(base, **overrides)
     if "hidden" in overrides:
         params.hidden = tuple(int(h) for h in params.hidden)
-    if algo == "sac":
-        return _check_sac(params)
+    return entry.check(params)
+
+
+def check_actor_critic(params: Hyperparameters) -> Hyperparameters:
+    """``ValueError`` naming the first PPO/A2C hyperparameter out of its range."""
     if params.optimizer not in ("adam", "rmsprop"):
         raise ValueError(f"optimizer must be 'adam' or 'rmsprop', got {params.optimizer!r}")
     for name in ("num_minibatches", "update_epochs", "eval_every", "fp_every"):
@@ -157,12 +161,17 @@ def hyperparameters(algo: str, overrides: dict[str, Any]) -> Hyperparameters | S
             raise ValueError(f"{name} must be >= 1, got {getattr(params, name)!r}")
     if params.n_steps is not None and params.n_steps < 1:
         raise ValueError(f"n_steps must be >= 1 or None, got {params.n_steps!r}")
-    if algo == "a2c" and params.target_kl is not None:
-        raise ValueError("target_kl stops PPO's epochs on the ratio's KL; a2c has no ratio: leave it None")
     return params
 
 
-def _check_sac(params: SACHyperparameters) -> SACHyperparameters:
+def check_a2c(params: Hyperparameters) -> Hyperparameters:
+    """``check_actor_critic``, and no ``target_kl`` (A2C has no ratio)."""
+    if params.target_kl is not None:
+        raise ValueError("target_kl stops PPO's epochs on the ratio's KL; a2c has no ratio: leave it None")
+    return check_actor_critic(params)
+
+
+def check_sac(params: SACHyperparameters) -> SACHyperparameters:
     """``ValueError`` naming the first SAC hyperparameter out of its range."""
     for name in ("gradient_steps", "batch_size", "buffer_size", "eval_every"):
         value = getattr(params, name)

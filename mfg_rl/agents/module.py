@@ -28,10 +28,11 @@ import lightning.pytorch as pl
 import torch
 
 from mfg_rl.agents import hparams_tab, reporting
+from mfg_rl.agents.algorithms import get as get_algorithm
 from mfg_rl.agents.checkpoints import make_env
 from mfg_rl.agents.config import hyperparameters
 from mfg_rl.agents.losses import actor_critic_loss, explained_variance
-from mfg_rl.agents.networks import ActorCritic, ObservationPolicy
+from mfg_rl.agents.networks import ObservationPolicy
 from mfg_rl.agents.regimes import FictitiousPlay, check_regime
 from mfg_rl.agents.rollout import collect, compute_gae
 
@@ -39,16 +40,13 @@ from mfg_rl.agents.rollout import collect, compute_gae
 class ActorCriticModule(pl.LightningModule):
     """PPO or A2C on ``env_id`` (see ``mfg_rl.agents.train`` for the arguments)."""
 
-    normalize_actions = False
-    """The env's action convention (``make_env``): PPO/A2C act with the raw control ``alpha``."""
-
     def __init__(self, env_id: str, algo: str = "ppo", regime: str = "best-response", num_envs: int = 128,
                  seed: int = 0, iterations: int = 1, env_kwargs: dict[str, Any] | None = None,
                  spaces: tuple[int, int, float] = (3, 1, 1.0), **overrides: Any) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.env_id, self.algo, self.regime = env_id, algo, check_regime(regime)
+        self.env_id, self.algo, self.regime = env_id, algo, check_regime(regime, algo)
         self.num_envs, self.seed, self.iterations = num_envs, seed, iterations
         self.env_kwargs = dict(env_kwargs or {})
         self.params = hyperparameters(algo, overrides)
@@ -67,8 +65,8 @@ class ActorCriticModule(pl.LightningModule):
         self._clock = time.perf_counter()
 
     def build_model(self, obs_dim: int, act_dim: int, max_action: float) -> torch.nn.Module:
-        """The networks, built under the run's seed."""
-        return ActorCritic(obs_dim, act_dim, self.params.hidden, self.params.log_std_init, max_action)
+        """The networks of the algorithm's registry entry, built under the run's seed."""
+        return get_algorithm(self.algo).build_networks(self.params, obs_dim, act_dim, max_action)
 
     # -- setup, checkpoints ----------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -76,7 +74,8 @@ class ActorCriticModule(pl.LightningModule):
             device = self.trainer.strategy.root_device
             from mfg_rl.envs import TorchEpisodeStatistics
 
-            env = make_env(self.env_id, self.num_envs, device, self.env_kwargs, self.normalize_actions)
+            env = make_env(self.env_id, self.num_envs, device, self.env_kwargs,
+                           get_algorithm(self.algo).normalize_actions)
             self.env = TorchEpisodeStatistics(env)
             self.generator = torch.Generator(device=device)
             self.generator.manual_seed(self.seed + 7919 * self.global_rank)

@@ -213,3 +213,13 @@ class SACNetworks(nn.Module):
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic control ``max_action * tanh(mu(s))``, ``(B, d)``, in the game's units."""
         return self.max_action * torch.tanh(self._mean_log_std(obs)[0])
+
+
+def actor_critic(params: Any, obs_dim: int, act_dim: int, max_action: float) -> ActorCritic:
+    """PPO's and A2C's network for ``params`` (``Hyperparameters``) and the env's spaces."""
+    return ActorCritic(obs_dim, act_dim, params.hidden, params.log_std_init, max_action)
+
+
+def sac_networks(params: Any, obs_dim: int, act_dim: int, max_action: float) -> SACNetworks:
+    """SAC's networks for ``params`` (``SACHyperparameters``) and the env's spaces."""
+    return SACNetworks(obs_dim, act_dim, params.hidden, max_action, params.init_alpha)

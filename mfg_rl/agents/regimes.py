@@ -22,9 +22,16 @@ import numpy as np
 REGIMES = ("best-response", "fictitious-play")
 
 
-def check_regime(regime: str) -> str:
+def check_regime(regime: str, algo: str | None = None) -> str:
+    """``regime`` if it is one of ``REGIMES`` (and one ``algo`` learns in); ``ValueError`` otherwise."""
     if regime not in REGIMES:
         raise ValueError(f"regime must be one of {', '.join(REGIMES)}, got {regime!r}")
+    if algo is not None:
+        from mfg_rl.agents.algorithms import get
+
+        allowed = get(algo).regimes
+        if regime not in allowed:
+            raise ValueError(f"regime={regime!r}: {algo} learns in {', '.join(map(repr, allowed))} only")
     return regime
 
 

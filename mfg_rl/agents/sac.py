@@ -28,7 +28,6 @@ from typing import Any
 import torch
 
 from mfg_rl.agents.module import ActorCriticModule
-from mfg_rl.agents.networks import SACNetworks
 
 
 class Replay:
@@ -75,13 +74,8 @@ class Replay:
 class SACModule(ActorCriticModule):
     """SAC on ``env_id`` (see ``mfg_rl.agents.train`` for the arguments, ``SACHyperparameters``)."""
 
-    normalize_actions = True
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.regime != "best-response":
-            raise ValueError(f"regime={self.regime!r}: sac learns against the frozen equilibrium crowd only; "
-                             "use regime='best-response'")
         if self.params.buffer_size < self.num_envs:
             raise ValueError(f"buffer_size={self.params.buffer_size} is below num_envs={self.num_envs}: one "
                              "env step of all agents must fit in the replay")
@@ -89,9 +83,6 @@ class SACModule(ActorCriticModule):
         target = self.params.target_entropy
         self.target_entropy = float(-act_dim if target is None else target)
         self.replay: Replay | None = None
-
-    def build_model(self, obs_dim: int, act_dim: int, max_action: float) -> SACNetworks:
-        return SACNetworks(obs_dim, act_dim, self.params.hidden, max_action, self.params.init_alpha)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         model, lr = self.model, self.params.learning_rate

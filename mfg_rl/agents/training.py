@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mfg_rl.agents.algorithms import get as get_algorithm
 from mfg_rl.agents.config import hyperparameters
 from mfg_rl.agents.regimes import check_regime
 from mfg_rl.agents.resume import RunSettings, check_resume
@@ -18,9 +19,6 @@ from mfg_rl.agents.resume import RunSettings, check_resume
 DEFAULT_STEPS = {"mfg_rl/LQ1D-v0": 1_000_000, "mfg_rl/CrowdExit1D-v0": 1_500_000}
 """Default budgets (env steps): about two minutes on a 2-core laptop CPU."""
 FALLBACK_STEPS = 1_000_000
-SAC_STEPS = 100_000
-"""SAC's default budget on every env: its updates, not its env steps, take the time (LQ1D: 2.5-4.5 minutes
-on a 2-core CPU, where PPO runs 1e6 steps in two)."""
 SCORES = ("exploitability", "value_gap", "density_l1")
 
 
@@ -139,11 +137,13 @@ def train(
     Args:
         env_id: registered id, e.g. ``"mfg_rl/LQ1D-v0"``; ``env_kwargs`` go to ``make_vec``
             (``Nx=51, Nt=10, solve_options=...``).
-        algo: ``"ppo"``, ``"a2c"`` or ``"sac"``; ``**overrides`` replace fields of ``Hyperparameters``
-            (``SACHyperparameters`` for sac).
+        algo: a name of ``mfg_rl.agents.algorithms`` (``"ppo"``, ``"a2c"``, ``"sac"``, ...);
+            ``**overrides`` replace fields of its hyperparameters (``Hyperparameters`` for ppo/a2c,
+            ``SACHyperparameters`` for sac).
         regime: ``"best-response"`` (crowd frozen at the equilibrium) or ``"fictitious-play"``
             (crowd = average of the crowds the agent's policies induce; see ``regimes``).
-        steps: env-step budget (default ``DEFAULT_STEPS[env_id]``, else 1e6; sac: ``SAC_STEPS``).
+        steps: env-step budget (default: the algorithm's ``default_steps``, else ``DEFAULT_STEPS[env_id]``,
+            else 1e6).
         num_envs: agents per process; ``seed``: seed of weights, env (``seed + rank``) and sampling.
         logdir: root of the TensorBoard runs (``logdir/<env>-<algo>-<regime>/version_k``).
         device: torch device of env and networks (default: CUDA, MPS, CPU).
@@ -168,13 +168,11 @@ def train(
     """
     import torch
 
-    check_regime(regime)
-    params = hyperparameters(algo, overrides)  # checks algo
-    if algo == "sac" and regime != "best-response":
-        raise ValueError(f"regime={regime!r}: sac learns against the frozen equilibrium crowd only; use "
-                         "regime='best-response'")
+    entry = get_algorithm(algo)
+    check_regime(regime, algo)
+    params = hyperparameters(algo, overrides)
     if steps is None:
-        steps = SAC_STEPS if algo == "sac" else DEFAULT_STEPS.get(env_id, FALLBACK_STEPS)
+        steps = entry.default_steps or DEFAULT_STEPS.get(env_id, FALLBACK_STEPS)
     for name, value in (("steps", steps), ("num_envs", num_envs), ("ckpt_every", ckpt_every)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -189,9 +187,7 @@ def train(
     _quiet_lightning()
 
     from mfg_rl.agents.checkpoints import make_env
-    from mfg_rl.agents.module import ActorCriticModule
     from mfg_rl.agents.progress import StepProgress
-    from mfg_rl.agents.sac import SACModule
 
     probe = make_env(env_id, 1, "cpu", env_kwargs)
     game = probe.unwrapped.game
@@ -216,8 +212,7 @@ def train(
     iterations = max(1, math.ceil(steps / (batch * trainer.world_size)))
     trainer.fit_loop.max_epochs = iterations
     with torch.random.fork_rng(devices=[]):
-        module_class = SACModule if algo == "sac" else ActorCriticModule
-        module = module_class(env_id, algo, regime, num_envs, seed, iterations, env_kwargs, spaces,
+        module = entry.module_class()(env_id, algo, regime, num_envs, seed, iterations, env_kwargs, spaces,
                               **overrides)
     threads = torch.get_num_threads()
     if cpu_threads is not None and accelerator == "cpu":
