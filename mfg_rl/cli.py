@@ -7,6 +7,7 @@ Example:
     $ mfg-rl train mfg_rl/LQ1D-v0          # PPO, ~2 min on a laptop CPU, TensorBoard logs in runs/
     $ mfg-rl train lq-1d -p Nx=51          # the same game by its problem name, another grid
     $ mfg-rl bench runs/LQ1D-v0-ppo-best-response/version_0/checkpoints/last.ckpt
+    $ mfg-rl leaderboard --algos ppo,sac --envs lq-1d --seeds 4 --jobs 2   # table in leaderboard/
 
 A subcommand is added by a function ``_add_<name>(subparsers)`` that builds its parser
 and sets ``run=`` to a function ``(args) -> exit code``; it is listed in ``COMMANDS``.
@@ -330,7 +331,71 @@ def _run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: tuple[Callable[[Any], None], ...] = (_add_backends, _add_list, _add_solve, _add_train, _add_bench)
+# -- leaderboard ----------------------------------------------------------------------------
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _add_leaderboard(subparsers: Any) -> None:
+    from mfg_rl.agents.leaderboard import DEFAULT_SEEDS
+
+    parser = subparsers.add_parser(
+        "leaderboard", help="train algorithms x envs x seeds under stated budgets, tabulate exploitability",
+        description="Run every algorithm on every env with seeds 0..SEEDS-1, each run in its own "
+        "process under its budget (mfg_rl.agents.leaderboard.BUDGETS, about 2 minutes per run on a "
+        "2-core CPU), and write into OUT: runs/<key>.json per run, runs.json, runs.csv, baselines.json, "
+        "leaderboard.md (median and range of the final exploitability, relative to the better of the "
+        "zero control and the best constant drift) and exploitability.png. Runs done in OUT are kept.",
+    )
+    parser.add_argument("--algos", type=_names, default=None, metavar="A,B",
+                        help="algorithms, comma-separated (default: every registered one)")
+    parser.add_argument("--envs", type=_names, default=None, metavar="ENV,ENV",
+                        help="env ids or problem names, comma-separated (default: every env)")
+    parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS,
+                        help="seeds per (algo, env), 0..SEEDS-1 (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=None, help="env steps of every run (default: the table)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once, one process each (default: 1)")
+    parser.add_argument("--out", default="leaderboard", help="output folder (default: %(default)s)")
+    parser.add_argument("--num-envs", type=int, default=128, help="agents per run (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="torch device of every run (default: %(default)s)")
+    parser.add_argument("--env-param", "-p", action="append", type=_parse_param, default=[],
+                        metavar="KEY=VALUE", help="environment/problem parameter of every env (repeatable)")
+    parser.add_argument("--hparam", action="append", type=_parse_param, default=[], metavar="KEY=VALUE",
+                        help="hyperparameter override of every run (repeatable; see `mfg-rl train --help`)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.set_defaults(run=_run_leaderboard)
+
+
+def _run_leaderboard(args: argparse.Namespace) -> int:
+    from mfg_rl import SolverError
+    from mfg_rl.agents.leaderboard import leaderboard, plan
+
+    envs = None if args.envs is None else [cli_checks.env_id(name) for name in args.envs]
+    device = cli_checks.device(args.device)
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
+    try:
+        plan(args.algos, envs, args.seeds, args.steps, num_envs=args.num_envs)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    cli_checks.writable_folder(args.out, "--out")
+    try:
+        board = leaderboard(args.algos, envs, args.seeds, args.steps, jobs=args.jobs, out=args.out,
+                            num_envs=args.num_envs, env_kwargs=dict(args.env_param),
+                            overrides=dict(args.hparam), device=device,
+                            progress=None if args.quiet else lambda line: print(line, file=sys.stderr))
+    except (TypeError, ValueError, ImportError, SolverError) as exc:
+        print(f"mfg-rl leaderboard: {exc}", file=sys.stderr)
+        return 1
+    print(board.table)
+    print(f"\nfiles: {board.out}/leaderboard.md, runs.json, runs.csv, exploitability.png")
+    return 0
+
+
+COMMANDS: tuple[Callable[[Any], None], ...] = (_add_backends, _add_list, _add_solve, _add_train, _add_bench,
+                                               _add_leaderboard)
 
 
 class Parser(argparse.ArgumentParser):
