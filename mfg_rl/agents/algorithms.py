@@ -87,6 +87,10 @@ REGISTRY: dict[str, Algorithm] = {
         "mfg_rl.agents.sac:SACModule", config.SACHyperparameters, config.check_sac,
         "mfg_rl.agents.networks:sac_networks", normalize_actions=True, regimes=("best-response",),
         default_steps=100_000),
+    "dafp": Algorithm(
+        "dafp", "deep averaged fictitious play (PPO best responses, supervised average policy, PDE or "
+        "model-free crowd)", "mfg_rl.agents.dafp:DAFPModule", config.DAFPHyperparameters, config.check_dafp,
+        "mfg_rl.agents.average_policy:dafp_networks", regimes=("fictitious-play",)),
 }
 
 

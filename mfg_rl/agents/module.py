@@ -84,6 +84,17 @@ class ActorCriticModule(pl.LightningModule):
     def game(self) -> Any:
         return self.env.unwrapped.game
 
+    @property
+    def learner(self) -> torch.nn.Module:
+        """The actor-critic that ``training_step`` updates: ``model`` itself, unless a subclass's
+        ``model`` holds more networks (D-AFP: the best response, beside the average policy)."""
+        return self.model
+
+    @property
+    def update_rule(self) -> str:
+        """The loss of ``training_step`` (``mfg_rl.agents.losses``): ``"ppo"`` or ``"a2c"``."""
+        return self.algo
+
     def policy(self) -> ObservationPolicy:
         """The deterministic learned control as ``policy(t, x) -> alpha`` (benchmark convention)."""
         return ObservationPolicy(self.model, self.game)
@@ -91,8 +102,8 @@ class ActorCriticModule(pl.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         p = self.params
         if p.optimizer == "rmsprop":
-            return torch.optim.RMSprop(self.model.parameters(), lr=p.learning_rate, alpha=0.99, eps=1e-5)
-        return torch.optim.Adam(self.model.parameters(), lr=p.learning_rate, eps=1e-5)
+            return torch.optim.RMSprop(self.learner.parameters(), lr=p.learning_rate, alpha=0.99, eps=1e-5)
+        return torch.optim.Adam(self.learner.parameters(), lr=p.learning_rate, eps=1e-5)
 
     def on_fit_start(self) -> None:
         if self._restored is not None:
@@ -150,7 +161,7 @@ class ActorCriticModule(pl.LightningModule):
         return torch.utils.data.DataLoader([0], batch_size=1)
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
-        p, model = self.params, self.model
+        p, model = self.params, self.learner
         optimizer = self.optimizers()
         lr = p.learning_rate * (1.0 - self.iteration / self.iterations) if p.anneal_lr else p.learning_rate
         for group in optimizer.param_groups:
@@ -171,7 +182,8 @@ class ActorCriticModule(pl.LightningModule):
             order = torch.randperm(size, generator=self.generator, device=self.generator.device)
             for start in range(0, minibatch * p.num_minibatches, minibatch):
                 index = order[start : start + minibatch]
-                loss, stats = actor_critic_loss(self.algo, model, {k: v[index] for k, v in data.items()}, p)
+                minibatch_data = {k: v[index] for k, v in data.items()}
+                loss, stats = actor_critic_loss(self.update_rule, model, minibatch_data, p)
                 optimizer.zero_grad()
                 self.manual_backward(loss)
                 stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), p.max_grad_norm)
