@@ -130,6 +130,7 @@ def figure(records: list[dict[str, Any]], baselines: dict[str, dict[str, Any]], 
         ax.set_yscale("log")
         ax.set_title(env_id.split("/")[-1])
         ax.set_xlabel("env steps")
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("exploitability")
     fig.tight_layout()
