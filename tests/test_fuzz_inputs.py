@@ -486,6 +486,32 @@ def backend_rows() -> Iterator[Row]:
                           lambda p=param, v=value: create_backend(**{p: v}))
 
 
+# -- baselines and the leaderboard's plan ----------------------------------------------------------------
+def baseline_rows() -> Iterator[Row]:
+    from mfg_rl.benchmark.baselines import baselines
+
+    eq = solve(tiny_problem(), progress=False)
+    base = {"max_action": 1.0, "points": 3}
+    for param, kind in {"max_action": "real", "points": "int|None"}.items():
+        for value in values():
+            yield verdict("baselines", (param,), value, kind,
+                          lambda p=param, v=value: baselines(eq, **{**base, p: v}),
+                          lambda b: all_finite(b.zero, b.constant, b.constant_exploitability))
+
+
+def plan_rows() -> Iterator[Row]:
+    from mfg_rl.agents.leaderboard import plan
+
+    kinds = {"algos": "any", "envs": "any", "seeds": "int", "steps": "int|None", "num_envs": "int",
+             "env_kwargs": "any", "overrides": "any"}
+    for param, kind in kinds.items():
+        tried = [*values(), ["ppo"], ("mfg_rl/LQ1D-v0",), ["nope"], []]
+        for value in tried:
+            yield verdict("leaderboard.plan", (param,), value, kind,
+                          lambda p=param, v=value: plan(**{"algos": ["ppo"], "envs": ["mfg_rl/LQ1D-v0"],
+                                                           "seeds": 1, p: v}))
+
+
 # -- the suite ---------------------------------------------------------------------------------------------
 def tiny_problem() -> MFGProblem:
     return problems.make("lq-1d", Nx=8, Nt=4)
@@ -501,6 +527,8 @@ FAMILIES: dict[str, Callable[[Path], Iterator[Row]]] = {
     "env.step": lambda tmp: step_rows(),
     "Equilibrium.load": lambda tmp: load_rows(tmp, tiny_problem()),
     "create_backend": lambda tmp: backend_rows(),
+    "baselines": lambda tmp: baseline_rows(),
+    "leaderboard.plan": lambda tmp: plan_rows(),
 }
 
 

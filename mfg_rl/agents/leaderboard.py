@@ -5,7 +5,7 @@
 scores the zero-control and best-constant-drift baselines (``mfg_rl.benchmark.baselines``)
 and writes into ``out``: ``runs/<key>.json`` per run (a failed run with its error),
 ``runs.json`` and ``runs.csv`` (every run), ``baselines.json``, ``leaderboard.md`` (the table)
-and ``exploitability.png``. A second call with the same ``out`` keeps the runs already done.
+and ``exploitability.png``. A second call with the same ``out`` keeps the runs already finished.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mfg_rl.checks import check_int
+from mfg_rl.checks import check_int, shown
 from mfg_rl.paths import atomic_write, checked_path
 
 BUDGETS: dict[str, dict[str, int]] = {
@@ -41,6 +41,7 @@ A2C 49-72k in 1D, 11k in 2D; SAC 350-800 (bound by its 32 updates per step)."""
 FALLBACK_BUDGET = 50_000
 """Budget of an algorithm missing from ``BUDGETS`` (an off-policy learner's scale); add its row."""
 DEFAULT_SEEDS = 4
+MAX_SEEDS = 1_000
 
 
 def algorithms() -> tuple[str, ...]:
@@ -100,7 +101,7 @@ def plan(
     Args:
         algos: names from ``mfg_rl.agents.config.ALGORITHMS`` (default: all).
         envs: full env ids (default: every registered id).
-        seeds: seeds ``0 .. seeds-1`` per (algo, env), ``>= 1``.
+        seeds: seeds ``0 .. seeds-1`` per (algo, env), in ``[1, MAX_SEEDS]``.
         steps: env steps of every run (default: ``budget(algo, env)``).
         num_envs, env_kwargs, overrides: passed to every ``train`` call (hyperparameter
             overrides an algorithm does not know make its runs fail, recorded as failed).
@@ -110,20 +111,29 @@ def plan(
     from mfg_rl.agents.algorithms import get
     from mfg_rl.envs.registration import env_ids
 
-    known_algos, known_envs = algorithms(), env_ids()
-    algos = list(known_algos if algos is None else algos)
-    envs = list(known_envs if envs is None else envs)
-    for name, chosen, known in (("algos", algos, known_algos), ("envs", envs, known_envs)):
-        unknown = [c for c in chosen if c not in known]
-        if unknown or not chosen:
-            raise ValueError(f"{name} must be a non-empty selection of {', '.join(known)}; got {chosen!r}")
-    seeds = check_int("seeds", seeds, 1)
+    algos = _selection("algos", algos, algorithms())
+    envs = _selection("envs", envs, tuple(env_ids()))
+    for name, value in (("env_kwargs", env_kwargs), ("overrides", overrides)):
+        if value is not None and not isinstance(value, dict):
+            raise TypeError(f"{name} must be a dict or None, got {shown(value)}")
+    seeds = check_int("seeds", seeds, 1, MAX_SEEDS)
     if steps is not None:
         steps = check_int("steps", steps, 1)
     num_envs = check_int("num_envs", num_envs, 1)
     return [RunSpec(algo, env, seed, steps or budget(algo, env), get(algo).regimes[0], num_envs,
                     dict(env_kwargs or {}), dict(overrides or {}))
             for env in envs for algo in algos for seed in range(seeds)]
+
+
+def _selection(name: str, chosen: Sequence[str] | None, known: tuple[str, ...]) -> list[str]:
+    """``chosen`` (default: all ``known``) as a list, else an error naming ``name`` and the choices."""
+    if chosen is None:
+        return list(known)
+    if isinstance(chosen, str) or not isinstance(chosen, (list, tuple)):
+        raise TypeError(f"{name} must be a list of names from {', '.join(known)}, got {shown(chosen)}")
+    if not chosen or any(not isinstance(c, str) or c not in known for c in chosen):
+        raise ValueError(f"{name} must be a non-empty selection of {', '.join(known)}; got {shown(chosen)}")
+    return list(chosen)
 
 
 def leaderboard(
@@ -149,7 +159,8 @@ def leaderboard(
     Args:
         algos, envs, seeds, steps, num_envs, env_kwargs, overrides: see ``plan``.
         jobs: runs at once, each its own spawned process (``>= 1``).
-        out: output folder; runs recorded there with the same settings are not redone.
+        out: output folder; a run finished there with the same settings is kept, not redone
+            (a failed one is tried again).
         device: torch device of every run (``None``: ``train``'s default, CUDA when present).
         progress: called with one line per finished run (``None``: silent).
 

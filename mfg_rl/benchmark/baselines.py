@@ -22,6 +22,10 @@ from mfg_rl.core import MFGProblem
 from mfg_rl.solvers.equilibrium import Equilibrium
 from mfg_rl.solvers.solve import solve
 
+MAX_SPEED = 1e6
+"""Largest ``max_action``: policies answer in float32 (``evaluate``'s convention), and a drift of
+1e6 already costs ``1e12 / 2`` per unit time."""
+
 
 class ConstantPolicy:
     """``policy(t, x) = alpha``: the same drift everywhere and always (picklable).
@@ -86,8 +90,9 @@ def baselines(
 
     Args:
         eq_or_problem: an ``Equilibrium``, or an ``MFGProblem`` solved first (cached).
-        max_action: ``A > 0``, the bound of each component of the drift (an env's ``max_action``).
-        points: grid values per axis, odd and >= 3 (default 17 in 1D, 7 in 2D).
+        max_action: ``A`` in ``(0, MAX_SPEED]``, the bound of each component of the drift (an env's
+            ``max_action``).
+        points: grid values per axis, odd, in [3, 101] (default 17 in 1D, 7 in 2D).
         backend: where ``evaluate`` runs its linear algebra (default: the best installed).
 
     Example:
@@ -102,14 +107,14 @@ def baselines(
         raise TypeError(
             f"eq_or_problem must be an Equilibrium or an MFGProblem, got {type(eq_or_problem).__name__}"
         )
-    A = check_real("max_action", max_action, 0.0, open_low=True)
+    A = check_real("max_action", max_action, 0.0, MAX_SPEED, open_low=True)
     eq = eq_or_problem
     if isinstance(eq, MFGProblem):
         eq = solve(eq, backend=backend, progress=False, cache=True)
     ndim = eq.problem.ndim
     if points is None:
         points = 17 if ndim == 1 else 7
-    points = check_int("points", points, 3)
+    points = check_int("points", points, 3, 101)
     if points % 2 == 0:
         raise ValueError(f"points must be odd (so that zero is on the grid), got {points}")
 
