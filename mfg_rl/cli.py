@@ -42,6 +42,39 @@ def _add_backends(subparsers: Any) -> None:
     parser.set_defaults(run=_run_backends)
 
 
+def _add_calibrate(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "calibrate", help="measure where solves run fastest on this machine (numpy vs torch per device)",
+        description="Time numpy and torch on each device over a ladder of sizes (1D and 2D grids,\n"
+        "particles) and store the work from which each device is faster; solve(backend=None)\n"
+        "then places a solve on that device from that size on (mfg_rl.solvers.placement).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--devices", nargs="+", default=None, metavar="DEVICE",
+                        help="torch devices to time, e.g. cuda cpu (default: every device of this machine)")
+    parser.add_argument("--kinds", nargs="+", default=None, metavar="KIND",
+                        help="fdm-1d, fdm-2d, particles (default: all)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed solves per size (default: %(default)s)")
+    parser.set_defaults(run=_run_calibrate)
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    from mfg_rl.solvers.placement import KINDS, calibrate, calibration_path
+
+    devices = None if args.devices is None else [cli_checks.device(d, "--devices") for d in args.devices]
+    try:
+        entries = calibrate(devices, kinds=args.kinds or KINDS, repeats=args.repeats)
+    except (ValueError, ImportError) as exc:
+        print(f"mfg-rl calibrate: {exc}", file=sys.stderr)
+        return 1
+    for key, entry in entries.items():
+        shown = ", ".join(f"{kind} {'never' if w is None else f'from {w:.2e}'}"
+                          for kind, w in entry["crossover"].items())
+        print(f"{key}: torch faster than numpy: {shown}")
+    print(f"stored in {calibration_path()}")
+    return 0
+
+
 @contextmanager
 def _log_messages(logger_name: str) -> Iterator[list[str]]:
     """Collect the INFO messages of ``logger_name`` while the block runs."""
@@ -394,8 +427,8 @@ def _run_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: tuple[Callable[[Any], None], ...] = (_add_backends, _add_list, _add_solve, _add_train, _add_bench,
-                                               _add_leaderboard)
+COMMANDS: tuple[Callable[[Any], None], ...] = (_add_backends, _add_calibrate, _add_list, _add_solve,
+                                               _add_train, _add_bench, _add_leaderboard)
 
 
 class Parser(argparse.ArgumentParser):

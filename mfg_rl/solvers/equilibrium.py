@@ -27,7 +27,8 @@ class Diagnostics:
     ``exited`` the mass that left through exits by ``t_n``, summed from the boundary flux
     (so ``mass + exited = 1`` checks the scheme; it is not an identity). ``switches``: the
     strategy changes of ``coupling="auto"`` (iteration, from, to, reason, best residual);
-    ``notes``: e.g. that uniqueness is not guaranteed (``core.monotonicity``).
+    ``notes``: e.g. that uniqueness is not guaranteed (``core.monotonicity``); ``placement``:
+    where the solve ran and why (``solvers.placement``).
     """
 
     method: str
@@ -51,6 +52,7 @@ class Diagnostics:
     options: dict[str, Any] = field(default_factory=dict)
     switches: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    placement: str = ""
 
     def summary(self) -> str:
         """A few lines for humans: iterations, residual, mass, time."""
@@ -58,6 +60,7 @@ class Diagnostics:
         lines = [
             f"{self.method}/{self.coupling}/{self.fp} on {self.backend}:{self.device} "
             f"({self.dtype}): {state}",
+            *([f"  placed: {self.placement}"] if self.placement else []),
             f"  iterations {self.iterations}, residual {self.residual:.3e} (tol {self.tol:.1e}), "
             f"Newton steps {self.newton_iterations}",
             f"  mass at T {self.mass[-1]:.12f}, exited {self.exited[-1]:.3e}, "

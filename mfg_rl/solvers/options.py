@@ -6,14 +6,13 @@ being dropped."""
 from __future__ import annotations
 
 import inspect
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mfg_rl.backends import ENV_VAR, Backend, create_backend
+from mfg_rl.backends import Backend, create_backend
 from mfg_rl.backends.base import check_seed
 from mfg_rl.checks import check_flag, check_int, check_optional, check_real, shown
 from mfg_rl.core import MFGProblem
@@ -24,6 +23,7 @@ from mfg_rl.solvers.callbacks import Callback
 from mfg_rl.solvers.coupling import Anderson, FictitiousPlay, FixedPoint, check_damping
 from mfg_rl.solvers.newton import Newton
 from mfg_rl.solvers.particles import MAX_PARTICLES, ParticleFP
+from mfg_rl.solvers.placement import Placement, place, work
 from mfg_rl.solvers.registry import POLICIES, STRATEGIES
 from mfg_rl.solvers.stencil import LinearSolver
 
@@ -41,6 +41,7 @@ class SolveOptions:
     policy: Auto | FixedPoint | FictitiousPlay | Anderson | Newton
     particles: ParticleFP | None
     backend: Backend
+    placement: Placement
     linear: LinearSolver
     callbacks: list[Callback]
     cache: Path | None
@@ -75,10 +76,10 @@ def checked_options(problem: MFGProblem, method: Any, coupling: Any, fp: Any, ba
     seed = None if seed is None else check_seed(seed)
     if linear is not None and not isinstance(linear, LinearSolver):
         raise TypeError(f"linear must be a mfg_rl.solvers.LinearSolver or None, got {shown(linear)}")
-    backend = create_backend(_placement(strategy) if backend is None else backend)
-
     policy = _policy(coupling, damping)
     particles = _particles(fp, n_particles, seed)
+    placement = _placement(problem, strategy, particles, backend)
+    backend = create_backend(placement.backend if backend is None else backend, device=placement.device)
     if isinstance(policy, Newton) and particles is not None:
         raise ValueError(f"coupling={shown(coupling)} needs fp='fdm': the Jacobian of particles is not "
                          "assembled; use coupling='auto' or 'anderson' with particles")
@@ -106,8 +107,8 @@ def checked_options(problem: MFGProblem, method: Any, coupling: Any, fp: Any, ba
             f"1/max_iter = {1 / max_iter:.1e}, or coupling='auto' (or 'anderson') for tol={tol:g}"
         )
     return SolveOptions(method=method, strategy=strategy, policy=policy, particles=particles, backend=backend,
-                        linear=linear, callbacks=callbacks, cache=cache_directory(cache), tol=tol,
-                        max_iter=max_iter, newton_tol=newton_tol)
+                        placement=placement, linear=linear, callbacks=callbacks, cache=cache_directory(cache),
+                        tol=tol, max_iter=max_iter, newton_tol=newton_tol)
 
 
 def _strategy(method: Any) -> tuple[Any, str]:
@@ -205,9 +206,14 @@ def _policy(coupling: str | Any, damping: float) -> Auto | FixedPoint | Fictitio
     return coupling
 
 
-def _placement(strategy: Any) -> str:
-    """The backend of ``solve(backend=None)``: the strategy's, ``$MFG_RL_BACKEND``, or numpy."""
-    return getattr(strategy, "backend", None) or os.environ.get(ENV_VAR, "").strip() or "numpy"
+def _placement(problem: MFGProblem, strategy: Any, particles: ParticleFP | None, backend: Any) -> Placement:
+    """Where the solve runs: ``backend`` when given, else ``placement.place`` (size and calibration)."""
+    n_particles = None if particles is None else particles.n_particles
+    if backend is None:
+        return place(problem, strategy, n_particles)
+    kind, amount = work(problem, n_particles)
+    name = backend.name if isinstance(backend, Backend) else backend
+    return Placement(str(name), None, "asked for by argument", amount, kind)
 
 
 def _linear(linear: LinearSolver | None, problem: MFGProblem) -> LinearSolver:

@@ -75,10 +75,11 @@ def solve(
             residual is the fixed-point defect of the seeded particle system
             (``ParticleMFG``); use ``tol`` about ``1/sqrt(n_particles)`` (the Monte Carlo
             error); ``tol < 1/n_particles`` raises ValueError.
-        backend: ``"torch"``, ``"jax"``, ``"numpy"``, a ``Backend``, or None: the strategy's own
-            (jax for ``"jax-scan"``), else ``$MFG_RL_BACKEND``, else numpy, the fastest place for
-            a solve today (``benchmarks/placement.py``: torch is 3-4x slower on the CPU, and
-            20x on CUDA for lq-1d, issue 13).
+        backend: ``"torch"``, ``"jax"``, ``"numpy"``, a ``Backend``, or None: placed by
+            ``solvers.placement.place``: the strategy's own (jax for ``"jax-scan"``), else
+            ``$MFG_RL_BACKEND``, else torch on a device where this machine's calibration
+            (``mfg-rl calibrate``) measured it faster than numpy for this size, else numpy. The
+            choice and why: ``eq.diagnostics.placement`` and the ``mfg_rl.solvers`` logger.
         tol: stop when the coupled residual (see ``Diagnostics``) is ``<= tol``, in
             ``[10 eps, 1)`` of the backend's dtype. An iteration that stalls at its round-off
             floor above ``tol`` stops there (``stopped_by="floor"``, a ``RuntimeWarning``).
@@ -120,6 +121,7 @@ def solve(
     method, strategy, policy, particles = checked.method, checked.strategy, checked.policy, checked.particles
     backend, linear, tol, max_iter = checked.backend, checked.linear, checked.tol, checked.max_iter
     newton_tol = checked.newton_tol
+    log.info("solve %s on %s:%s; %s", problem.name, backend.name, backend.device, checked.placement.reason)
     fp = "fdm" if particles is None else particles.name
     options = {"method": method, "coupling": policy.name, "fp": fp, "tol": tol,
                "damping": getattr(policy, "damping", None),
@@ -168,7 +170,7 @@ def solve(
         fp_residuals=result.fp_residuals, hjb_residuals=result.hjb_residuals,
         newton_iterations=result.newton_iterations, timings=timings, mass=mass,
         exited=exited, options=options, switches=result.switches,
-        notes=[note] if (note := uniqueness_note(problem)) else [],
+        notes=[note] if (note := uniqueness_note(problem)) else [], placement=checked.placement.reason,
     )
     if result.stopped_by == "floor":
         warnings.warn(
