@@ -258,14 +258,16 @@ def _progress_line(record: dict[str, Any]) -> str:
     if record["status"] != "ok":
         return f"{head}: FAILED: {record['error']}"
     return (f"{head}: exploitability {record['initial_exploitability']:.4g} -> "
-            f"{record['exploitability']:.4g} in {record['env_steps']:,} env steps, {record['seconds']:.1f} s")
+            f"{record['exploitability']:.4g} in {record['env_steps']:,} env steps, {record['seconds']:.1f} s "
+            f"({record['cpu_seconds']:.1f} s CPU)")
 
 
 def run_one(spec: RunSpec, out: str, device: str | None = "cpu") -> dict[str, Any]:
     """Train ``spec`` (in the calling process, torch threads 1) and return its record.
 
     The record holds the spec, ``status`` (``"ok"``/``"failed"`` with ``error``), the initial and
-    final exploitability, env steps, ``seconds`` (wall time of the whole run) and ``history``:
+    final exploitability, env steps, ``seconds`` (wall time of the whole run), ``cpu_seconds`` (its
+    CPU time: the wall time it would take on an idle core, whatever else shares the machine) and ``history``:
     ``[[env_steps, exploitability], ...]`` from the run's TensorBoard events.
     """
     import torch
@@ -273,7 +275,7 @@ def run_one(spec: RunSpec, out: str, device: str | None = "cpu") -> dict[str, An
     from mfg_rl.agents.training import train
 
     torch.set_num_threads(1)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     record: dict[str, Any] = asdict(spec)
     try:
         result = train(spec.env_id, algo=spec.algo, regime=spec.regime, steps=spec.steps,
@@ -290,7 +292,7 @@ def run_one(spec: RunSpec, out: str, device: str | None = "cpu") -> dict[str, An
     except Exception as exc:  # noqa: BLE001  (a failed run is a result: recorded, not raised)
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc(limit=-4))
-    record["seconds"] = time.perf_counter() - start
+    record.update(seconds=time.perf_counter() - start, cpu_seconds=time.process_time() - cpu)
     return record
 
 

@@ -17,15 +17,15 @@ import numpy as np
 
 from mfg_rl.paths import atomic_write
 
-CSV_COLUMNS = ("algo", "env_id", "seed", "steps", "num_envs", "status", "initial_exploitability",
-               "exploitability", "env_steps", "seconds", "fit_seconds", "error", "env_kwargs", "overrides",
-               "history")
+CSV_COLUMNS = ("algo", "env_id", "seed", "steps", "regime", "num_envs", "status", "initial_exploitability",
+               "exploitability", "env_steps", "seconds", "cpu_seconds", "fit_seconds", "error", "env_kwargs",
+               "overrides", "history")
 
 
 def summary_rows(records: list[dict[str, Any]], baselines: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (env, algo), in the order of ``records``: seeds, median and range of the final
     exploitability over the completed seeds, ``ratio = median / min(zero, constant)``, median
-    wall seconds and env steps, failed seeds."""
+    wall and CPU seconds and env steps, failed seeds."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for record in records:
         groups.setdefault((record["env_id"], record["algo"]), []).append(record)
@@ -42,6 +42,7 @@ def summary_rows(records: list[dict[str, Any]], baselines: dict[str, dict[str, A
             row.update(median=median, min=float(values.min()), max=float(values.max()),
                        ratio=median / baselines[env_id]["best"],
                        seconds=float(np.median([r["seconds"] for r in ok])),
+                       cpu_seconds=float(np.median([r["cpu_seconds"] for r in ok])),
                        env_steps=int(np.median([r["env_steps"] for r in ok])))
         rows.append(row)
     return rows
@@ -51,8 +52,8 @@ def markdown(rows: list[dict[str, Any]], baselines: dict[str, dict[str, Any]]) -
     """The table: per env its two baselines, then each algorithm's row."""
     lines = [
         "| env | algo | seeds | budget (env steps) | env steps | exploitability (median) | min - max "
-        "| median / best baseline | wall s (median) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| median / best baseline | wall s (median) | CPU s (median) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     shown_envs: set[str] = set()
     for row in rows:
@@ -64,16 +65,16 @@ def markdown(rows: list[dict[str, Any]], baselines: dict[str, dict[str, Any]]) -
             for label, value in (("zero control", base["zero"]),
                                  (f"best constant drift ({drift})", base["constant_exploitability"])):
                 ratio = value / base["best"]
-                lines.append(f"| {name} | {label} | - | - | - | {value:.3e} | - | {ratio:.3g} | - |")
+                lines.append(f"| {name} | {label} | - | - | - | {value:.3e} | - | {ratio:.3g} | - | - |")
         failed = f" ({len(row['failed'])} failed)" if row["failed"] else ""
         seeds = ",".join(map(str, row["seeds"])) or "none"
         if "median" not in row:
-            lines.append(f"| {name} | {row['algo']} | {seeds}{failed} | {row['budget']:,} |{' - |' * 5}")
+            lines.append(f"| {name} | {row['algo']} | {seeds}{failed} | {row['budget']:,} |{' - |' * 6}")
             continue
         lines.append(
             f"| {name} | {row['algo']} | {seeds}{failed} | {row['budget']:,} | {row['env_steps']:,} "
             f"| {row['median']:.3e} | {row['min']:.2e} - {row['max']:.2e} | {row['ratio']:.3g} "
-            f"| {row['seconds']:.0f} |"
+            f"| {row['seconds']:.0f} | {row['cpu_seconds']:.0f} |"
         )
     return "\n".join(lines)
 
