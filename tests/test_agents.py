@@ -164,7 +164,10 @@ def test_fictitious_play_and_a2c_run_and_score(tmp_path: Path) -> None:
     assert a2c.iterations == 2 and np.isfinite(a2c.after["exploitability"])
     agent, score = bench(a2c.checkpoint)
     assert (agent.algo, agent.env_steps) == ("a2c", a2c.env_steps)
-    assert score.exploitability == pytest.approx(a2c.after["exploitability"], rel=1e-9)
+    # The float32 network: trained and scored on the default device (CUDA where present), re-scored
+    # here on the CPU, whose float32 rounding differs (~1e-7 in alpha; 4e-10 relative measured on an
+    # H200); on one device the two scores are equal.
+    assert score.exploitability == pytest.approx(a2c.after["exploitability"], rel=1e-6)
 
 
 @pytest.mark.parametrize("algo", ["ppo", "a2c"])
