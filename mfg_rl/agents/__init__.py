@@ -11,7 +11,9 @@ CLI, checkpoints and the leaderboard), ``config`` (hyperparameters and their ref
 (the LightningModule, with ``progress``), ``sac`` (SAC's module and its device replay),
 ``training`` (``train``, the entry point), ``checkpoints`` (saved agents back to policies,
 ``bench``), ``resume`` (checkpoints read safely; a resume that would mix two runs is refused),
-``reporting`` (the figure), ``hparams_tab`` (hyperparameters in TensorBoard's HPARAMS tab).
+``reporting`` (the figure), ``hparams_tab`` (hyperparameters in TensorBoard's HPARAMS tab),
+``leaderboard`` (algorithms x envs x seeds, each run in its own process; ``mfg-rl leaderboard``)
+and ``leaderboard_report`` (its table, CSV/JSON and figure).
 
 Example:
     >>> from mfg_rl.agents import train                                    # doctest: +SKIP
