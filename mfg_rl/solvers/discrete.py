@@ -21,12 +21,21 @@ from mfg_rl.backends import Backend
 from mfg_rl.core import MFGProblem
 from mfg_rl.solvers.numerical_hamiltonian import NumericalHamiltonian
 from mfg_rl.solvers.stencil import LinearSolver, StencilMatrix
-from mfg_rl.solvers.step_newton import newton, raise_for_status, round_off_floor
+from mfg_rl.solvers.step_newton import (
+    RUNNING,
+    NewtonOutcome,
+    Unrolled,
+    newton,
+    python_loop,
+    raise_for_status,
+    round_off_floor,
+)
 
 NEWTON_KRYLOV_RTOL = 1e-4  # relative defect of the linear solves inside HJB Newton (2D)
 
 
 MIN_NEWTON = 50  # Newton iterations per step before SolverError, plus one per cell along each axis
+FIRST_ROUNDS = 4  # unrolled Newton iterations per step in a sweep before any sweep has said how many it takes
 
 
 @dataclass
@@ -38,6 +47,18 @@ class StepResult:
     iterations: int
     residual: float
     matrix: StencilMatrix
+
+
+@dataclass
+class PendingStep:
+    """An HJB step whose Newton ran ``Unrolled`` (``DiscreteMFG.start_hjb_step``): its status,
+    error and count are 0-d arrays still on the device; ``finish_hjb_step`` reads them."""
+
+    outcome: NewtonOutcome
+    target: Any
+    m_next: Any
+    n: int
+    resume: Any  # () -> NewtonOutcome: the same Newton continued under python_loop
 
 
 class DiscreteMFG:
@@ -72,8 +93,23 @@ class DiscreteMFG:
         # Newton on the upwind scheme moves a switch of upwind direction about one cell per
         # iteration when transport dominates (crowd-exit-1d at sigma = 0: ~200 on the first step)
         self.max_newton = MIN_NEWTON + sum(problem.grid.shape) if max_newton is None else max_newton
+        # unrolled Newton iterations per step of the next sweep (``start_hjb_step``): the most the
+        # last sweep took, so a sweep like the last reads its statuses once, at its end
+        self.newton_rounds = FIRST_ROUNDS
         ndim = problem.grid.ndim
         self.forcing_scale = min(1.0, min(problem.grid.spacing) ** 2 / (2 * ndim * self.dt))
+
+    @property
+    def unrolled_newton(self) -> bool:
+        """Whether sweeps run each step's Newton ``Unrolled`` and read the statuses once per sweep.
+
+        Off the host (an accelerator, or jax), where a host read waits for the device, and
+        when nothing else in the step reads the host (1D: the tridiagonal solve is direct).
+        On the host a read is free and the checked loop stops each step in time, while
+        unrolled rounds take the sweep's most iterations at every step; 2D Krylov solves
+        still read their dot products every iteration.
+        """
+        return self.backend.host_twin().name != "numpy" and self.problem.grid.ndim == 1
 
     def with_dt(self, dt: float) -> DiscreteMFG:
         """The same scheme with time step ``dt`` (Parareal's coarse steps); shares everything else."""
@@ -142,20 +178,49 @@ class DiscreteMFG:
         ``m_next = m^{n+1}`` the crowd of the step and ``f = f(x, m^{n+1})``. Its 2D Krylov
         solves are inexact (Eisenstat-Walker style): relative defect ``1e-4`` or an absolute
         one ten times below the stopping threshold, whichever is looser, so the last step
-        still lands below it. Raises ``SolverError`` naming ``n`` when Newton fails.
+        still lands below it. Raises ``SolverError`` naming ``n`` when Newton fails. The host
+        reads Newton's status every iteration; ``start_hjb_step`` is the same step without that.
         """
+        return self.finish_hjb_step(self.start_hjb_step(u_next, m_next, f, n, guess, forcing, rounds=None))
+
+    def start_hjb_step(self, u_next: Any, m_next: Any, f: Any, n: int, guess: Any = None,
+                       forcing: float | None = None, rounds: int | None = None) -> PendingStep:
+        """``hjb_step``'s Newton, ``Unrolled(rounds)`` (no host look; ``None``: ``python_loop``)."""
         target, floor = self.step_target(u_next, f, forcing)
-        atol = 0.1 * float(target) / self.dt
+        atol = 0.1 * float(target) / self.dt if self.problem.grid.ndim > 1 else 0.0  # 1D solves are direct
 
         def solve(jac: StencilMatrix, r: Any, error: Any) -> Any:
             return self.linear.solve(jac, r, rtol=NEWTON_KRYLOV_RTOL, atol=atol)
 
-        out = newton(self.xp, self.step_residual(u_next, m_next, f), solve,
-                     u_next if guess is None else guess, target=target, floor=floor, max_iter=self.max_newton)
+        residual = self.step_residual(u_next, m_next, f)
+        loop = python_loop if rounds is None else Unrolled(min(rounds, self.max_newton))
+        out = newton(self.xp, residual, solve, u_next if guess is None else guess, target=target, floor=floor,
+                     max_iter=self.max_newton, loop=loop)
+
+        def resume() -> NewtonOutcome:
+            return newton(self.xp, residual, solve, out.u, target=target, floor=floor,
+                          max_iter=self.max_newton, iterations=out.iterations)
+
+        return PendingStep(out, target, m_next, n, resume)
+
+    def finish_hjb_step(self, step: PendingStep, status: int | None = None) -> StepResult:
+        """The ``StepResult`` of ``step``: resumed under ``python_loop`` if still running, raising
+        ``SolverError`` naming ``n`` if Newton failed. ``status``: the code when already read."""
+        out = step.outcome
+        if (int(out.status) if status is None else status) == RUNNING:
+            out = step.resume()
         error = float(out.error)
-        raise_for_status(int(out.status), error, f"at time index n={n}", self.max_newton,
-                         f"{float(target):.1e}", lambda: self.transport_hint(out.u, m_next))
+        raise_for_status(int(out.status), error, f"at time index n={step.n}", self.max_newton,
+                         f"{float(step.target):.1e}", lambda: self.transport_hint(out.u, step.m_next))
         return StepResult(out.u, int(out.iterations), error, out.jacobian)
+
+    def step_reports(self, steps: list[PendingStep]) -> Any:
+        """Status, iterations and error of every step, read in one transfer: a host array ``(3, len)``."""
+        xp = self.xp
+        errors = xp.stack([s.outcome.error for s in steps])
+        codes = xp.stack([xp.astype(s.outcome.status, errors.dtype) for s in steps])
+        counts = xp.stack([xp.astype(s.outcome.iterations, errors.dtype) for s in steps])
+        return self.backend.to_numpy(xp.stack([codes, counts, errors]))
 
     def fp_matrices(self, u: Any, m: Any) -> StencilMatrix:
         """``J_n^T`` for n = 0..Nt-1, batched over time: the FP step matrices.

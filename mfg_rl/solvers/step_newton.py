@@ -4,10 +4,19 @@ Newton on ``R(u) = 0`` with the exact Jacobian: ``u <- u - J(u)^{-1} R(u)``. One
 rule for all: stop (converged) when ``error(u) <= target`` or when the correction is
 round-off (``max|du| <= floor``: nothing more is attainable, e.g. ``newton_tol=1e-30``); stop
 (failed) on a non-finite error or after ``max_iter`` corrections. The loop is a primitive
-handed in: ``python_loop`` on numpy/torch (the host reads the status once per iteration),
-``jax.lax.while_loop`` inside compiled sweeps; the status is a 0-d array code either way,
-so the same body traces. An optional backtracking line search halves a correction until
-the error decreases (the whole-horizon Newton of ``GlobalSpacetime`` uses it).
+handed in, and the status is a 0-d array code whichever it is:
+
+- ``python_loop``: the host reads the status once per iteration (arrays on the host, where
+  that is free);
+- ``Unrolled(rounds)``: ``rounds`` iterations with no host look at all (arrays on an
+  accelerator: ``DiscreteMFG.unrolled_newton``); the body is masked,
+  ``u <- where(running, u - du, u)``, so a step that stopped stays exactly where it
+  stopped, and one still ``RUNNING`` afterwards is resumed by ``newton(..., iterations=k)``
+  under ``python_loop`` on the same path (the host looks once per sweep, not per iteration);
+- ``jax.lax.while_loop`` inside compiled sweeps (the same body traces).
+
+An optional backtracking line search halves a correction until the error decreases (the
+whole-horizon Newton of ``GlobalSpacetime`` uses it; not with ``Unrolled``).
 """
 
 from __future__ import annotations
@@ -34,6 +43,20 @@ def python_loop(cond: Callable[[tuple], Any], body: Callable[[tuple], tuple], ca
     return carry
 
 
+class Unrolled:
+    """``rounds`` calls of ``body``, ``cond`` never read: no host look. For bodies that leave a
+    carry whose ``cond`` is false unchanged (``newton``'s masked body), this is ``python_loop``
+    stopped after ``rounds`` iterations, status still on the device."""
+
+    def __init__(self, rounds: int) -> None:
+        self.rounds = rounds
+
+    def __call__(self, cond: Callable[[tuple], Any], body: Callable[[tuple], tuple], carry: tuple) -> tuple:
+        for _ in range(self.rounds):
+            carry = body(carry)
+        return carry
+
+
 def round_off_floor(xp: Any, dtype: Any, scale: Any) -> Any:
     """The smallest meaningful correction of a solution of size ``scale``."""
     return ROUND_OFF * xp.finfo(dtype).eps * scale
@@ -42,7 +65,8 @@ def round_off_floor(xp: Any, dtype: Any, scale: Any) -> Any:
 @dataclass
 class NewtonOutcome:
     """Where Newton stopped: ``u``, the Jacobian ``J(u)``, the error there, corrections taken
-    and the status code (``CONVERGED``, ``NON_FINITE`` or ``EXHAUSTED``; 0-d arrays or ints)."""
+    and the status code (``CONVERGED``, ``NON_FINITE`` or ``EXHAUSTED``, or ``RUNNING`` after
+    an ``Unrolled`` loop; 0-d arrays or ints)."""
 
     u: Any
     jacobian: Any
@@ -52,31 +76,45 @@ class NewtonOutcome:
 
 
 def newton(xp: Any, residual: Residual, solve: LinearSolve, start: Any, *, target: Any, floor: Any,
-           max_iter: int, loop: Loop = python_loop, line_search: bool = False) -> NewtonOutcome:
+           max_iter: int, loop: Loop = python_loop, line_search: bool = False,
+           iterations: Any = None) -> NewtonOutcome:
     """Newton from ``start`` under the one stopping rule (module docstring).
 
     ``residual(u) -> (R, J, error)``; ``solve(J, R, error) -> du``; ``target`` and ``floor``
     are numbers or 0-d arrays; ``loop`` runs ``(cond, body, carry)``. Batched ``u`` works when
-    ``error`` is the batch's worst.
+    ``error`` is the batch's worst. ``iterations``: corrections already taken (resuming a
+    ``RUNNING`` outcome from its ``u`` continues exactly where it stopped).
     """
+    if line_search and isinstance(loop, Unrolled):
+        raise ValueError("line_search needs a loop that reads its condition, not Unrolled")
 
     def status(error: Any, k: Any, done: Any) -> Any:
         return xp.where(~xp.isfinite(error), NON_FINITE,
                         xp.where((error <= target) | done, CONVERGED,
                                  xp.where(k >= max_iter, EXHAUSTED, RUNNING)))
 
+    masked = isinstance(loop, Unrolled)  # other loops stop at the first carry that is not RUNNING
+
     def body(carry: tuple) -> tuple:
-        k, u, r, jac, error, _ = carry
+        k, u, r, jac, error, code = carry
         du = solve(jac, r, error)
         done = xp.max(xp.abs(du)) <= floor  # u is as exact as it gets
         if line_search:
             du = _backtrack(xp, residual, u, du, error, target, loop)
-        u = u - du
-        r, jac, error = residual(u)
-        return k + 1, u, r, jac, error, status(error, k + 1, done)
+        if not masked:
+            u = u - du
+            r, jac, error = residual(u)
+            return k + 1, u, r, jac, error, status(error, k + 1, done)
+        running = code == RUNNING
+        u = xp.where(running, u - du, u)
+        r, jac, error = residual(u)  # unchanged u: the same r, J and error, bit for bit
+        k = k + xp.astype(running, xp.int32)
+        return k, u, r, jac, error, xp.where(running, status(error, k, done), code)
 
     r, jac, error = residual(start)
     k = xp.zeros_like(error, dtype=xp.int32)  # where the error lives (a device, or a trace)
+    if iterations is not None:
+        k = k + iterations
     carry = (k, start, r, jac, error, status(error, k, error != error))
     k, u, _, jac, error, code = loop(lambda c: c[-1] == RUNNING, body, carry)
     return NewtonOutcome(u, jac, error, k, code)

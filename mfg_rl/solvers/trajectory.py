@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mfg_rl.solvers.discrete import DiscreteMFG, KeptSteps
+from mfg_rl.solvers.step_newton import CONVERGED
 
 
 @dataclass
@@ -59,21 +60,61 @@ class Sequential:
     name = "sequential"
 
     def hjb(self, disc: DiscreteMFG, m: Any, u_guess: Any = None, forcing: float | None = None) -> HJBResult:
+        """The backward sweep. On the host each step's Newton is checked as it goes; where
+        ``disc.unrolled_newton`` (1D off the host), every step runs ``disc.newton_rounds``
+        unrolled Newton iterations and the host reads all statuses once, at the end of the
+        sweep (``_unchecked_sweep``)."""
         xp = disc.xp
         f = disc.running_cost(m[1:])
-        u_next = disc.terminal_cost(m[-1])
-        levels, matrices = [u_next], []
+        levels, matrices = [disc.terminal_cost(m[-1])], []
         newton, worst = 0, 0.0
-        for n in range(disc.Nt - 1, -1, -1):
-            guess = None if u_guess is None else u_guess[n]
-            step = disc.hjb_step(u_next, m[n + 1], f[n], n, guess, forcing)
-            u_next = step.u
-            levels.append(u_next)
-            matrices.append(step.matrix)
-            newton += step.iterations
-            worst = max(worst, step.residual)
+        if not disc.unrolled_newton:
+            for n in range(disc.Nt - 1, -1, -1):
+                guess = None if u_guess is None else u_guess[n]
+                step = disc.hjb_step(levels[-1], m[n + 1], f[n], n, guess, forcing)
+                levels.append(step.u)
+                matrices.append(step.matrix)
+                newton += step.iterations
+                worst = max(worst, step.residual)
+        else:
+            newton, worst = self._unchecked_sweep(disc, m, f, u_guess, forcing, levels, matrices)
         u = xp.stack(levels[::-1])
         return HJBResult(u, newton, worst, steps=KeptSteps(matrices[::-1], xp))  # FP's matrices, for free
+
+    def _unchecked_sweep(self, disc: DiscreteMFG, m: Any, f: Any, u_guess: Any, forcing: float | None,
+                         levels: list, matrices: list) -> tuple[int, float]:
+        """Passes of unrolled steps from ``n = Nt-1`` down, each read by the host once at its end.
+
+        A step still running after its rounds is finished under the checked loop and the
+        sweep goes on from the step before it with twice the rounds (so a sweep takes at most
+        ``log2(max_newton)`` passes); a failed step raises as ``hjb_step`` does. The next
+        sweep's rounds are the most this one took. Same numbers as the checked sweep.
+        """
+        rounds, counts, errors = disc.newton_rounds, [], [0.0]
+        start = disc.Nt - 1
+        while start >= 0:
+            base, pending = len(levels), []
+            for n in range(start, -1, -1):
+                guess = None if u_guess is None else u_guess[n]
+                pending.append(disc.start_hjb_step(levels[-1], m[n + 1], f[n], n, guess, forcing, rounds))
+                levels.append(pending[-1].outcome.u)
+                matrices.append(pending[-1].outcome.jacobian)
+            codes, iterations, residuals = disc.step_reports(pending)  # the host's one look at this pass
+            kept = next((i for i, code in enumerate(codes) if code != CONVERGED), len(pending))
+            counts += [int(k) for k in iterations[:kept]]
+            errors += [float(e) for e in residuals[:kept]]
+            del levels[base + kept:], matrices[base - 1 + kept:]
+            if kept == len(pending):
+                break
+            step = disc.finish_hjb_step(pending[kept], status=int(codes[kept]))  # raises on failure
+            levels.append(step.u)
+            matrices.append(step.matrix)
+            counts.append(step.iterations)
+            errors.append(step.residual)
+            rounds = max(step.iterations, 2 * rounds)
+            start = pending[kept].n - 1
+        disc.newton_rounds = max(1, max(counts, default=1))
+        return sum(counts), max(errors)
 
     def fp(self, disc: DiscreteMFG, u: Any, m: Any, forcing: float | None = None,
            steps: KeptSteps | None = None) -> Any:
