@@ -358,17 +358,23 @@ class BoxLattice:
             out.append(_bin_sum(xp, index, value, self.size, dtype))
         return out
 
-    def moments(self, xp: Any, sums: list[Any], squares: list[float]) -> list[tuple[float, float]]:
+    def moments(self, xp: Any, sums: list[Any], squares: list[Any]) -> list[tuple[float, float]]:
         """Per axis the weighted mean and (biased) variance of the binned points, grid units.
 
         Exact up to round-off, as ``s = bin + f`` exactly: ``sum w s = sum_j (j c_j + F_j)``
         and ``sum w s^2 = sum_j (j^2 c_j + 2 j F_j) + sum w f^2`` with ``c`` the bin weights,
         ``F`` the bins' ``sum w f`` (both among the subset ``sums``) and ``squares`` the
-        per-axis ``sum w f^2``. NaN when cancellation would lose more than ~4 digits.
+        per-axis ``sum w f^2`` (floats or 0-d arrays). NaN when cancellation would lose more
+        than ~4 digits. ``moment_sums`` then ``moments_of``, read by the host value by value.
         """
-        dim, out = len(self.plans), []
+        return self.moments_of([float(v) for v in self.moment_sums(xp, sums, squares)])
+
+    def moment_sums(self, xp: Any, sums: list[Any], squares: list[Any]) -> list[Any]:
+        """The 0-d arrays ``moments`` reads, on the sums' device: the total weight, then per axis
+        ``sum_j (j c_j + F_j)``, ``sum_j j (j c_j + 2 F_j)`` and ``squares[k]``."""
+        dim = len(self.plans)
         counts = xp.reshape(sums[0], self.bins)
-        total = float(xp.sum(counts))
+        out = [xp.sum(counts)]
         for k, plan in enumerate(self.plans):
             other = tuple(a for a in range(dim) if a != k)
             subset = tuple(int(a == k) for a in range(dim))
@@ -376,8 +382,16 @@ class BoxLattice:
             c = xp.sum(counts, axis=other) if other else counts
             f = xp.sum(fracs, axis=other) if other else fracs
             j = xp.arange(plan.bins, dtype=c.dtype, device=array_device(c))
-            mean = float(xp.sum(j * c + f)) / total
-            second = (float(xp.sum(j * (j * c + 2.0 * f))) + squares[k]) / total
+            out += [xp.sum(j * c + f), xp.sum(j * (j * c + 2.0 * f)), squares[k]]
+        return out
+
+    def moments_of(self, values: list[float]) -> list[tuple[float, float]]:
+        """``moments`` from the host values of ``moment_sums``."""
+        total, out = values[0], []
+        for k, plan in enumerate(self.plans):
+            first, second_sum, square = values[1 + 3 * k: 4 + 3 * k]
+            mean = first / total
+            second = (second_sum + square) / total
             var = second - mean * mean
             if not var > 1e-4 * mean * mean:
                 var = math.nan

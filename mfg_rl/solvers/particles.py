@@ -27,6 +27,12 @@ from the bin sums (plus ``sum f^2``), not from extra passes. Host draws of step 
 are made on a helper thread during step ``n`` (same numbers, same order). With
 ``dtype="float32"`` positions, drift and noise are float32 (the noise drawn in the
 backend's dtype, so the stream is the same); densities are accumulated in the backend's.
+
+Host reads: on the host they are free and made where convenient. Off it (an accelerator,
+jax) a step reads nothing: particle counts, bandwidth sums and the finite checks stay on
+the device and are read once, at the end of the sweep (``_check_sweep``); a bandwidth
+rule's binned moments are read once per step, as the kernel's reach is a host number
+(``tests/test_host_syncs.py`` counts them). Walls and exits: ``particle_walls``.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from mfg_rl.checks import check_choice, check_flag, check_int, check_optional, c
 from mfg_rl.errors import SolverError
 from mfg_rl.solvers.discrete import DiscreteMFG
 from mfg_rl.solvers.particle_noise import PrefetchedNoise
+from mfg_rl.solvers.particle_walls import fold, fold_on_device
 
 MIN_BANDWIDTH_CELLS = 0.5  # a rule's bandwidth is floored at half a cell (narrower kernels alias)
 STEP_CHUNK_HOST = 2**15  # particles per step chunk on a CPU: in cache; torch runs such ops on one thread
@@ -189,6 +196,10 @@ class ParticleFP:
         chunks = [([rows_of(xp, c, a, b, n) for c in cols], rows_of(xp, alive, a, b, n)) for a, b in bounds]
         located = [lattice.locate(xp, part) for part, _ in chunks]
         levels, counts, paths, sigmas = [m0], [float(n)], [], []
+        # off numpy the host reads nothing per step but the rule's moments (their sums fix the
+        # kernel's reach); counts, bandwidth sums and the finite checks are read once, at the end
+        deferred = backend.name != "numpy"
+        broken = False  # non-finite positions seen (a 0-d array when deferred)
         noisy_steps = disc.Nt if scales[0] > 0.0 else 0
         with PrefetchedNoise(backend, generator, bounds, scales, dtype, noisy_steps) as noise:
             for step in range(disc.Nt):
@@ -204,18 +215,25 @@ class ParticleFP:
                         if draws is not None:
                             move = move + draws[k][c]
                         moved.append(part[k] + move)
-                    alive_c = _boundaries(xp, lattice.box, grid.boundary, moved, alive_c)
+                    if deferred:
+                        alive_c, bad = fold_on_device(xp, lattice.box, grid.boundary, moved, alive_c)
+                        broken = broken | bad
+                    else:
+                        alive_c = fold(xp, lattice.box, grid.boundary, moved, alive_c)
                     located[c] = lattice.locate(xp, moved)
                     parts.append(lattice.bin(xp, located[c], alive_c, backend.dtype))
-                    count += float(b - a) if alive_c is None else float(xp.sum(alive_c))  # exact: 0/1
+                    count += float(b - a) if alive_c is None else _total(xp, alive_c, backend.dtype, deferred)
                     if isinstance(self.bandwidth, str):
                         for k, (_, frac) in enumerate(located[c]):
                             square = frac * frac if alive_c is None else alive_c * frac * frac
-                            squares[k] += float(xp.sum(square))
+                            squares[k] += _total(xp, square, backend.dtype, deferred)  # exact: 0/1 weights
                     chunks[c] = (moved, alive_c)
                 sums = parts[0] if len(parts) == 1 else \
                     [xp.sum(xp.stack([p[j] for p in parts]), axis=0) for j in range(len(parts[0]))]
-                sigma = self._rule_sigma(xp, lattice, sums, squares, count, chunks, n, grid, sigma)
+                moments = None
+                if isinstance(self.bandwidth, str) or self.kde_method != "binned":
+                    count, moments = self._read_step(backend, lattice, sums, squares, count)
+                sigma = self._rule_sigma(xp, lattice, moments, count, chunks, n, grid, sigma)
                 sigmas.append(sigma)
                 if self.kde_method == "binned":
                     levels.append(self._density(backend, m0, disc.cell_volume, lattice, sums, count, sigma))
@@ -227,9 +245,7 @@ class ParticleFP:
         if self.store_paths:
             paths.append(points)
         density = xp.stack(levels)
-        if not bool(xp.all(xp.isfinite(density))):
-            raise SolverError("particle FP produced non-finite densities (NaN drift or positions)")
-        counts_np = np.array(counts)
+        counts_np = _check_sweep(backend, density, counts, broken)
         paths = xp.stack(paths) if self.store_paths else None
         if backend is not outer:
             density, points, alive, paths = (None if a is None else outer.from_host(a)
@@ -261,16 +277,31 @@ class ParticleFP:
         sigma = rule_bandwidth(xp, cols, alive, self.bandwidth)
         return tuple(max(s, MIN_BANDWIDTH_CELLS * h) for s, h in zip(sigma, grid.spacing, strict=True))
 
-    def _rule_sigma(self, xp: Any, lattice: BoxLattice, sums: list[Any], squares: list[float], count: float,
+    def _read_step(self, backend: Any, lattice: BoxLattice, sums: list[Any], squares: list[Any],
+                   count: Any) -> tuple[float, list[float] | None]:
+        """The step's count and (rule bandwidths) binned moments on the host, in one transfer
+        when they are device arrays: ``(count, moment_sums values or None)``."""
+        rule = isinstance(self.bandwidth, str)
+        if not any(map(backend.is_native, [count, *squares])):  # host floats: nothing to move
+            return count, [float(v) for v in lattice.moment_sums(backend.xp, sums, squares)] if rule else None
+        xp = backend.xp
+        values = [xp.astype(xp.asarray(count, device=array_device(sums[0])), sums[0].dtype)]
+        if rule:
+            values += lattice.moment_sums(xp, sums, squares)
+        host = [float(v) for v in backend.to_numpy(xp.stack(values))]
+        return host[0], host[1:] if rule else None
+
+    def _rule_sigma(self, xp: Any, lattice: BoxLattice, moments: list[float] | None, count: float,
                     chunks: list, n: int, grid: Any, previous: tuple[float, ...]) -> tuple[float, ...]:
-        """``_sigma`` from the binned moments (``BoxLattice.moments``), no pass over the particles.
+        """``_sigma`` from the binned moments (``BoxLattice.moment_sums`` read by ``_read_step``),
+        no pass over the particles.
 
         The rule is scale-free, so the 0/1 ``alive`` weights give ``n_eff = count``; when the
         moments would cancel, the two-pass rule runs on all particles instead.
         """
         if not isinstance(self.bandwidth, str) or count < 2.0:
             return self._sigma(xp, [], None, count, grid, previous)
-        moments = lattice.moments(xp, sums, squares)
+        moments = lattice.moments_of(moments)
         if any(math.isnan(var) for _, var in moments):
             points, alive = _join(xp, lattice, chunks, n)
             return self._sigma(xp, _columns(xp, points, grid.ndim), alive, count, grid, None)
@@ -280,14 +311,19 @@ class ParticleFP:
         return tuple(max(s, MIN_BANDWIDTH_CELLS * h) for s, h in zip(sigma, grid.spacing, strict=True))
 
     def _density(self, backend: Any, m0: Any, cell_volume: float, lattice: BoxLattice, sums: list[Any],
-                 count: float, sigma: tuple[float, ...]) -> Any:
-        """KDE on the grid (reflecting no-flux walls), rescaled to integrate to ``count / N``."""
+                 count: Any, sigma: tuple[float, ...]) -> Any:
+        """KDE on the grid (reflecting no-flux walls), rescaled to integrate to ``count / N``
+        (``count`` a float, or a 0-d array the host does not read)."""
         xp = backend.xp
-        if count == 0.0:
-            return 0.0 * m0
+        if not backend.is_native(count):
+            if count == 0.0:
+                return 0.0 * m0
+            rho = lattice.density(xp, sums, sigma, backend.dtype, array_device(m0))
+            return rho * ((count / self.n_particles) / (xp.sum(rho) * cell_volume))
         rho = lattice.density(xp, sums, sigma, backend.dtype, array_device(m0))
-        total = xp.sum(rho) * cell_volume
-        return rho * ((count / self.n_particles) / total)
+        # ``float / tensor`` is ``tensor.reciprocal() * float`` in torch: the host path's very numbers
+        scaled = rho * ((count / self.n_particles) * (1.0 / (xp.sum(rho) * cell_volume)))
+        return xp.where(count == 0.0, 0.0 * m0, scaled)
 
     def _exact_density(self, backend: Any, m0: Any, grid: Any, cell_volume: float, joined: tuple[Any, Any],
                        count: float, sigma: tuple[float, ...]) -> Any:
@@ -328,35 +364,28 @@ def _points(xp: Any, cols: list[Any]) -> Any:
     return cols[0] if len(cols) == 1 else xp.stack(cols, axis=1)
 
 
-def _boundaries(xp: Any, box: list[tuple[float, float]], boundary: Any, cols: list[Any], alive: Any) -> Any:
-    """Fold ``cols`` back into the ``box`` in place; return ``alive`` with exited particles at 0.
+def _total(xp: Any, x: Any, dtype: Any, deferred: bool) -> Any:
+    """``sum x``: a float read by the host, or (``deferred``) a 0-d array of ``dtype`` on the device."""
+    return xp.astype(xp.sum(x), dtype) if deferred else float(xp.sum(x))
 
-    Periodic axes wrap; no-flux walls reflect (both walls: the exact fold of the reflection
-    group, whatever the overshoot); particles beyond an exit side are removed and parked on
-    the face so that they stay in the KDE's range with weight 0.
-    """
-    for k, ((lo, hi), (low, high)) in enumerate(zip(box, boundary, strict=True)):
-        c, length = cols[k], hi - lo
-        low_end, high_end = float(xp.min(c)), float(xp.max(c))
-        if lo <= low_end and high_end <= hi:
-            continue
-        if not (math.isfinite(low_end) and math.isfinite(high_end)):  # before any index is formed
-            raise SolverError("particle FP produced non-finite positions (NaN or infinite drift)")
-        if low == "periodic":
-            cols[k] = lo + xp.remainder(c - lo, length)
-            continue
-        if low == high == "no_flux":
-            r = xp.remainder(c - lo, 2.0 * length)
-            cols[k] = lo + xp.where(r > length, 2.0 * length - r, r)
-            continue
-        if low == "no_flux":
-            c = xp.where(c < lo, 2.0 * lo - c, c)
-        if high == "no_flux":
-            c = xp.where(c > hi, 2.0 * hi - c, c)
-        out = (c < lo) | (c > hi)
-        alive = xp.where(out, 0.0, alive)
-        cols[k] = xp.clip(c, min=lo, max=hi)
-    return alive
+
+def _check_sweep(backend: Any, density: Any, counts: list[Any], broken: Any) -> np.ndarray:
+    """The sweep's one look: ``SolverError`` on non-finite positions or densities, else the
+    particles inside at each level as a numpy array ``(Nt+1,)``."""
+    xp = backend.xp
+    if not backend.is_native(broken) and not any(map(backend.is_native, counts)):
+        if not bool(xp.all(xp.isfinite(density))):
+            raise SolverError("particle FP produced non-finite densities (NaN drift or positions)")
+        return np.array(counts)
+    dev, dtype = array_device(density), density.dtype
+    flags = [xp.astype(xp.asarray(broken, device=dev), dtype),
+             xp.astype(~xp.all(xp.isfinite(density)), dtype)]
+    values = backend.to_numpy(xp.stack([*flags, *(xp.asarray(c, dtype=dtype, device=dev) for c in counts)]))
+    if values[0]:
+        raise SolverError("particle FP produced non-finite positions (NaN or infinite drift)")
+    if values[1]:
+        raise SolverError("particle FP produced non-finite densities (NaN drift or positions)")
+    return np.array([float(v) for v in values[2:]])
 
 
 class ParticleMFG(DiscreteMFG):
