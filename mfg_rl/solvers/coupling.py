@@ -132,7 +132,7 @@ class Anderson:
 
     def update(self, m: Any, m_new: Any, iteration: int, residuals: list[float]) -> Any:
         import numpy as np
-        from array_api_compat import array_namespace
+        from array_api_compat import array_namespace, is_torch_array
 
         xp = array_namespace(m)
         if len(residuals) >= 2 and residuals[-1] > residuals[-2]:
@@ -144,10 +144,12 @@ class Anderson:
             return plain
         ms = [pair[0] for pair in self.history]
         rs = [pair[1] for pair in self.history]
-        d_r = [xp.reshape(rs[j + 1] - rs[j], (-1,)) for j in range(len(rs) - 1)]
-        gram = np.array([[float(xp.sum(a * b)) for b in d_r] for a in d_r])
-        rhs = np.array([float(xp.sum(a * xp.reshape(rs[-1], (-1,)))) for a in d_r])
-        gamma = np.linalg.lstsq(gram, rhs, rcond=1e-12)[0]
+        # D = [dr_0 .. dr_{k-1}] as rows: D [D; r]^T holds the Gram matrix D D^T and the right-hand
+        # side D r, one matmul on the arrays' device, read by the host in one transfer
+        d_r = xp.stack([xp.reshape(rs[j + 1] - rs[j], (-1,)) for j in range(len(rs) - 1)])
+        products = xp.matmul(d_r, xp.matrix_transpose(xp.concat([d_r, xp.reshape(rs[-1], (1, -1))])))
+        products = np.asarray(products.cpu() if is_torch_array(products) else products, dtype=float)
+        gamma = np.linalg.lstsq(products[:, :-1], products[:, -1], rcond=1e-12)[0]
         m_bar, r_bar = ms[-1], rs[-1]
         for j, coefficient in enumerate(gamma):
             m_bar = m_bar - float(coefficient) * (ms[j + 1] - ms[j])
