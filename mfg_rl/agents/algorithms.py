@@ -91,6 +91,11 @@ REGISTRY: dict[str, Algorithm] = {
         "dafp", "deep averaged fictitious play (PPO best responses, supervised average policy, PDE or "
         "model-free crowd)", "mfg_rl.agents.dafp:DAFPModule", config.DAFPHyperparameters, config.check_dafp,
         "mfg_rl.agents.average_policy:dafp_networks", regimes=("fictitious-play",)),
+    "omd": Algorithm(
+        "omd", "deep Munchausen online mirror descent (softmax over a grid of actions, Q regression), "
+        "crowd of its last iterate",
+        "mfg_rl.agents.omd:OMDModule", config.OMDHyperparameters, config.check_omd,
+        "mfg_rl.agents.softmax_q:softmax_q_networks", regimes=("fictitious-play",)),
 }
 
 

@@ -263,3 +263,76 @@ def check_dafp(params: DAFPHyperparameters) -> DAFPHyperparameters:
     if not params.average_hidden or min(params.average_hidden) < 1:
         raise ValueError(f"average_hidden must be positive layer widths, got {params.average_hidden!r}")
     return params
+
+
+@dataclass
+class OMDHyperparameters:
+    """Deep Munchausen online mirror descent (``mfg_rl.agents.omd``); ``train(..., algo="omd", **fields)``.
+
+    Defaults follow OpenSpiel's ``munchausen_deep_mirror_descent.py`` (Lauriere et al. 2022, D-MOMD)
+    and Munchausen RL (Vieillard et al. 2020) unless said otherwise.
+
+    Attributes:
+        learning_rate: Adam step size of the Q-network (OpenSpiel: SGD 0.01; SB3's DQN: Adam 1e-4;
+            here 1e-3 for the few hundred updates an outer iteration affords).
+        n_steps: env steps of all agents per outer iteration; ``None``: one horizon ``Nt``.
+        gradient_steps: regression updates of ``Q_{k+1}`` per outer iteration.
+        batch_size: transitions per update (OpenSpiel: 128; here 256, SAC's).
+        target_update_every: updates between copies of ``q`` into the target network (OpenSpiel: 300;
+            here 50, four per iteration; 10 measured worse on SantaFeBar-v0).
+        gamma: discount (1: the games are finite-horizon, time is observed).
+        tau: softmax temperature, in units of reward per unit time (rewards are divided by ``dt``,
+            so ``tau`` means the same on every time grid; OpenSpiel's 0.05 is in its games' reward
+            units; 3 measured on LQ1D-v0 and SantaFeBar-v0 at Nx=51, against 1, which swings more).
+        munchausen_alpha: weight of ``pi_k`` in ``pi_{k+1} ~ pi_k^alpha exp(q / tau)`` (OpenSpiel: 0.9).
+        log_policy_clip: lower clip ``l0`` of ``log pi_k(a|s)`` in the bonus (OpenSpiel: ``log 1e-6``;
+            Vieillard et al. clip ``tau log pi`` at -1, in the units of clipped Atari rewards).
+        epsilon: share of uniformly random grid actions while collecting (OpenSpiel: 0.1).
+        actions_per_axis: ``K`` grid actions per axis, odd; ``None``: 11 in 1D, 7 per axis (49) in 2D.
+        hidden: hidden widths of the Q-network (ReLU; OpenSpiel: one layer of 128).
+        max_grad_norm: gradient-norm clip (``None``: none; OpenSpiel: none).
+    """
+
+    learning_rate: float = 1e-3
+    n_steps: int | None = None
+    gradient_steps: int = 200
+    batch_size: int = 256
+    target_update_every: int = 50
+    gamma: float = 1.0
+    tau: float = 3.0
+    munchausen_alpha: float = 0.9
+    log_policy_clip: float = math.log(1e-6)
+    epsilon: float = 0.1
+    actions_per_axis: int | None = None
+    hidden: tuple[int, ...] = (64, 64)
+    max_grad_norm: float | None = None
+
+
+def check_omd(params: OMDHyperparameters) -> OMDHyperparameters:
+    """``ValueError`` naming the first OMD hyperparameter out of its range."""
+    for name in ("gradient_steps", "batch_size", "target_update_every"):
+        value = getattr(params, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    for name, low in (("n_steps", 1), ("actions_per_axis", 3)):
+        value = getattr(params, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise ValueError(f"{name} must be an integer >= {low} or None, got {value!r}")
+    if params.actions_per_axis is not None and params.actions_per_axis % 2 == 0:
+        raise ValueError(f"actions_per_axis must be odd (the zero control on the grid), got "
+                         f"{params.actions_per_axis}")
+    checks = (("learning_rate", params.learning_rate, 0.0 < params.learning_rate),
+              ("gamma", params.gamma, 0.0 <= params.gamma <= 1.0),
+              ("tau", params.tau, 0.0 < params.tau),
+              ("munchausen_alpha", params.munchausen_alpha, 0.0 <= params.munchausen_alpha <= 1.0),
+              ("log_policy_clip", params.log_policy_clip, params.log_policy_clip < 0.0),
+              ("epsilon", params.epsilon, 0.0 <= params.epsilon <= 1.0),
+              ("max_grad_norm", params.max_grad_norm,
+               params.max_grad_norm is None or params.max_grad_norm > 0))
+    for name, value, ok in checks:
+        if not ok or (value is not None and not math.isfinite(value)):
+            raise ValueError(f"{name} out of range: got {value!r} (see "
+                             "mfg_rl.agents.config.OMDHyperparameters)")
+    if not params.hidden or min(params.hidden) < 1:
+        raise ValueError(f"hidden must be positive layer widths, got {params.hidden!r}")
+    return params

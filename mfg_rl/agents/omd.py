@@ -1,0 +1,141 @@
+"""``OMDModule``: deep Munchausen online mirror descent (D-MOMD) as a Lightning module on the batched env.
+
+Perolat et al. 2021 ("Scaling up mean field games with online mirror descent"), in the deep
+Munchausen form of Lauriere et al. 2022 ("Scalable deep RL algorithms for mean field games").
+Actions are the ``K^d`` points of a grid in ``[-max_action, max_action]^d`` (game units; ``K = 11``
+in 1D, ``7 x 7`` in 2D), the policy is ``pi_k = softmax(Q_k / tau)`` over them
+(``mfg_rl.agents.softmax_q``). Outer iteration ``k``:
+
+1. the crowd ``m_k`` is the one ``pi_k`` induces: the Fokker-Planck solution of its deterministic
+   mean action ``E_{pi_k}[a]`` (``mfg_rl.benchmark.evaluate(...).m_pi``, which also scores it),
+   set with ``env.set_crowd``;
+2. ``n_steps`` env steps of all agents against ``m_k``, actions drawn from ``pi_k`` mixed with
+   ``epsilon`` uniform ones, go into a device replay emptied every iteration (its rewards are ``m_k``'s);
+3. ``gradient_steps`` regressions of ``Q_{k+1}`` (warm-started from ``Q_k``) on the Munchausen target
+
+       y = r + alpha tau max(log pi_k(a|s), l0) + gamma k sum_a' pi_k(a'|s') (Q'(s',a') - tau log pi_k(a'|s'))
+
+   (``Q'`` the target network, copied from ``Q_{k+1}`` every ``target_update_every`` updates), so
+   that ``softmax(Q_{k+1} / tau) ~ pi_k^alpha exp(q_{k+1} / tau)`` without storing past Q's.
+
+Rewards are divided by ``dt`` (reward rates), so that ``tau`` means the same on every time grid.
+The policy scored, returned and checkpointed is the deterministic mean action of the current
+softmax policy. Every iteration logs ``benchmark/exploitability`` (against env steps), the
+regression loss, the entropy of ``pi_{k+1}`` on the replay's states and ``charts/omd_iterations``.
+The replay is refilled every iteration, so a checkpoint (networks, optimiser, env, crowd, RNG) at an
+iteration's end resumes the same run. One process; ``regime="fictitious-play"`` only (the crowd is
+the agent's own, from the PDE's Fokker-Planck; the last iterate, not an average).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from mfg_rl.agents.module import ActorCriticModule, _to_host
+from mfg_rl.agents.sac import Replay
+from mfg_rl.agents.softmax_q import munchausen_target
+
+
+class OMDModule(ActorCriticModule):
+    """D-MOMD on ``env_id`` (see ``mfg_rl.agents.train`` for the arguments, ``OMDHyperparameters``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.replay: Replay | None = None
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.model.q.parameters(), lr=self.params.learning_rate)
+
+    def setup(self, stage: str) -> None:
+        if self.trainer.world_size > 1:
+            raise ValueError(f"omd runs on one process (asked {self.trainer.world_size}); use devices=1")
+        super().setup(stage)
+        if self.replay is None:
+            obs_dim = self.hparams.spaces[0]
+            capacity = (self.params.n_steps or self.game.Nt) * self.num_envs
+            self.replay = Replay(capacity, obs_dim, 1, self.num_envs, self.trainer.strategy.root_device)
+        self.reward_scale = 1.0 / self.game.dt
+
+    # -- one outer iteration: collect against m_k with pi_k, fit Q_{k+1} ---------------------------
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        p, model = self.params, self.model
+        model.start_iteration()
+        self.replay.position = self.replay.size = 0
+        returns, lengths = [], []
+        steps = p.n_steps or self.game.Nt
+        for _ in range(steps):
+            obs = self.obs
+            index = self._sample_actions(obs)
+            self.obs, rewards, terminated, _, info = self.env.step(model.actions[index])
+            next_obs = self.obs
+            if "final_obs" in info:
+                next_obs = torch.where(info["_final_obs"][:, None], info["final_obs"], self.obs)
+            self.replay.add(obs, index[:, None].float(), rewards * self.reward_scale, next_obs,
+                            (~terminated).float())
+            if "_episode" in info:
+                returns.append(info["episode"]["r"][info["_episode"]])
+                lengths.append(info["episode"]["l"][info["_episode"]])
+        sums: dict[str, torch.Tensor] = {}
+        for update in range(p.gradient_steps):
+            if update % p.target_update_every == 0:
+                model.target.load_state_dict(model.q.state_dict())
+            stats = self._update(self.replay.sample(p.batch_size, self.generator))
+            sums = {k: sums[k] + v if k in sums else v for k, v in stats.items()}
+        size = steps * self.num_envs
+        self.iteration += 1
+        self.env_steps += size
+        scalars: dict[str, torch.Tensor | float] = {
+            f"losses/{k}": v / p.gradient_steps for k, v in sums.items()}
+        scalars["charts/learning_rate"] = p.learning_rate
+        if returns:
+            scalars["charts/episodic_return"] = torch.cat(returns).mean()
+            scalars["charts/episodic_length"] = torch.cat(lengths).float().mean()
+        self._end_iteration(scalars, size)
+
+    @torch.no_grad()
+    def _sample_actions(self, obs: torch.Tensor) -> torch.Tensor:
+        """Grid indices ``(N,)`` from ``pi_k``, each replaced by a uniform one with chance ``epsilon``."""
+        probs = self.model.log_policy(obs, self.model.previous).exp()
+        index = torch.multinomial(probs, 1, generator=self.generator)[:, 0]
+        count = probs.shape[1]
+        uniform = torch.randint(count, index.shape, generator=self.generator, device=obs.device)
+        explore = torch.rand(index.shape, generator=self.generator, device=obs.device) < self.params.epsilon
+        return torch.where(explore, uniform, index)
+
+    def _update(self, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        """One regression step of ``Q_{k+1}`` on the Munchausen target; detached 0-d stats."""
+        p, model = self.params, self.model
+        obs, index, rewards, next_obs, alive = batch
+        index = index[:, 0].long()
+        with torch.no_grad():
+            log_pi = model.log_policy(obs, model.previous)
+            log_pi_next = model.log_policy(next_obs, model.previous)
+            target = munchausen_target(rewards, log_pi.gather(1, index[:, None])[:, 0], log_pi_next,
+                                       model.target(next_obs), alive, p.gamma, p.tau, p.munchausen_alpha,
+                                       p.log_policy_clip)
+        q_all = model.q(obs)
+        loss = 0.5 * (q_all.gather(1, index[:, None])[:, 0] - target).square().mean()
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.q.parameters(), p.max_grad_norm or torch.inf)
+        optimizer.step()
+        with torch.no_grad():
+            log_new = torch.log_softmax(q_all.detach() / p.tau, dim=-1)
+            entropy = -(log_new.exp() * log_new).sum(-1).mean()
+        return {"q_loss": loss.detach(), "entropy": entropy, "q_values": q_all.detach().mean(),
+                "grad_norm": grad_norm}
+
+    def _end_iteration(self, scalars: dict[str, torch.Tensor | float], size: int) -> None:
+        """Log ``scalars``; score ``pi_{k+1}`` and make the crowd it induces the next iteration's ``m``."""
+        scalars = _to_host(scalars)
+        scalars["charts/steps_per_second"] = size / max(time.perf_counter() - self._clock, 1e-9)
+        scalars["charts/omd_iterations"] = float(self.iteration)
+        self._write(scalars)
+        score = self.score()
+        self._log_scores(score, figure=self.iteration == self.iterations)
+        self._set_crowd(score.m_pi)
+        self._clock = time.perf_counter()

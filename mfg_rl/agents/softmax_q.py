@@ -1,0 +1,102 @@
+"""A softmax policy over a fixed grid of actions, its Q-networks and the Munchausen target.
+
+The games' controls are continuous, ``alpha`` in ``[-max_action, max_action]^d``; mirror descent
+needs a softmax over actions, so the actions are the ``K^d`` points of a grid with ``K`` points per
+axis (``K = 11``: ``-max_action, ..., max_action`` in steps of ``max_action / 5``) and
+
+    pi(a|s) = softmax_a(Q(s, a) / tau),      control(s) = E_pi[a] = sum_a pi(a|s) a
+
+The deterministic control, in the game's units, is the policy's mean action (inside the box).
+This module holds no Lightning: checkpoints load through ``mfg_rl.agents.checkpoints.load_agent``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import torch
+from torch import nn
+
+from mfg_rl.agents.networks import relu_mlp
+
+
+def action_grid(actions_per_axis: int, act_dim: int, max_action: float) -> torch.Tensor:
+    """The ``K^d`` grid actions ``(K^d, d)`` in game units, the last axis varying fastest.
+
+    Example:
+        >>> action_grid(3, 1, 2.0)[:, 0].tolist()
+        [-2.0, 0.0, 2.0]
+    """
+    axis = torch.linspace(-max_action, max_action, actions_per_axis)
+    return torch.tensor(list(itertools.product(axis.tolist(), repeat=act_dim)), dtype=torch.float32)
+
+
+class SoftmaxQNetworks(nn.Module):
+    """Q-network over the grid actions, the frozen ``Q_k`` of the previous iterate and a target copy.
+
+    ``q`` is ``Q_{k+1}`` being fitted; ``previous`` is ``Q_k``, whose softmax is ``pi_k`` (the policy
+    that collects, whose crowd is set, and whose log-probabilities enter the Munchausen target);
+    ``target`` is the bootstrap copy of ``q``. All three are ReLU MLPs ``(B, 2 + d) -> (B, K^d)``.
+
+    Args:
+        obs_dim, act_dim: sizes ``2 + d`` and ``d``.
+        hidden: hidden widths of each MLP.
+        max_action: the control bound (the grid's extent), in game units.
+        actions_per_axis: ``K``, odd so that the zero control is a grid action.
+        tau: softmax temperature (in the units of ``Q``).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], max_action: float,
+                 actions_per_axis: int, tau: float) -> None:
+        super().__init__()
+        self.register_buffer("actions", action_grid(actions_per_axis, act_dim, max_action))
+        count = self.actions.shape[0]
+        self.q = relu_mlp(obs_dim, count, hidden)
+        self.previous = relu_mlp(obs_dim, count, hidden)
+        self.target = relu_mlp(obs_dim, count, hidden)
+        for frozen in (self.previous, self.target):
+            frozen.load_state_dict(self.q.state_dict())
+            frozen.requires_grad_(False)
+        self.tau = float(tau)
+        self.act_dim = act_dim
+        self.max_action = float(max_action)
+
+    def log_policy(self, obs: torch.Tensor, network: nn.Module | None = None) -> torch.Tensor:
+        """``log softmax(Q(obs) / tau)`` ``(B, K^d)`` of ``network`` (default: the fitted ``q``)."""
+        return torch.log_softmax((network or self.q)(obs) / self.tau, dim=-1)
+
+    def start_iteration(self) -> None:
+        """``pi_k <- softmax(q / tau)`` and the target to ``q``: the outer iteration's frozen copies."""
+        self.previous.load_state_dict(self.q.state_dict())
+        self.target.load_state_dict(self.q.state_dict())
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """The deterministic control ``E_pi[a]`` ``(B, d)`` of the current softmax policy, in game units."""
+        return self.log_policy(obs).exp() @ self.actions
+
+
+def munchausen_target(rewards: torch.Tensor, log_pi_taken: torch.Tensor, log_pi_next: torch.Tensor,
+                      q_next: torch.Tensor, alive: torch.Tensor, gamma: float, tau: float, alpha: float,
+                      log_policy_clip: float) -> torch.Tensor:
+    """The Munchausen mirror-descent regression target ``y`` ``(B,)``:
+
+    y = r + alpha tau max(log pi_k(a|s), l0) + gamma k sum_a' pi_k(a'|s') (Q'(s',a') - tau log pi_k(a'|s'))
+
+    ``rewards``, ``log_pi_taken`` (``log pi_k`` of the action taken), ``alive`` (``k = 1 -
+    terminated``) ``(B,)``; ``log_pi_next``, ``q_next`` (the target network) ``(B, A)``; ``l0`` is
+    ``log_policy_clip`` (OpenSpiel: ``log 1e-6``; Vieillard et al. 2020 clip ``tau log pi`` at -1,
+    in the units of clipped Atari rewards). At the regression's fixed point ``Q_{k+1} = q_{k+1} +
+    alpha tau log pi_k``, with ``q_{k+1}`` the entropy-regularised Q of ``pi_k`` against the crowd, so
+    ``softmax(Q_{k+1} / tau) ~ pi_k^alpha exp(q_{k+1} / tau)``: the mirror-descent step.
+    """
+    bonus = alpha * tau * torch.clamp(log_pi_taken, min=log_policy_clip)
+    soft_value = (log_pi_next.exp() * (q_next - tau * log_pi_next)).sum(-1)
+    return rewards + bonus + gamma * alive * soft_value
+
+
+def softmax_q_networks(params: Any, obs_dim: int, act_dim: int, max_action: float) -> SoftmaxQNetworks:
+    """OMD's networks for ``params`` (``OMDHyperparameters``) and the env's spaces."""
+    per_axis = params.actions_per_axis or (11 if act_dim == 1 else 7)
+    return SoftmaxQNetworks(obs_dim, act_dim, params.hidden, max_action, per_axis, params.tau)
