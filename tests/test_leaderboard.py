@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mfg_rl.agents.leaderboard import FALLBACK_BUDGET, algorithms, budget, leaderboard, plan
+from mfg_rl.agents.leaderboard import BUDGETS, algorithms, budget, leaderboard, plan
 from mfg_rl.cli import main
 
 LQ = "mfg_rl/LQ1D-v0"
@@ -103,9 +103,11 @@ def test_cli_rejects_bad_input_before_work(args, words, tmp_path, capsys) -> Non
 
 def test_budgets_and_algorithms_come_from_the_registry() -> None:
     from mfg_rl.agents.algorithms import names
+    from mfg_rl.agents.training import FALLBACK_STEPS
 
     assert algorithms() == names()
-    assert budget("no-such-algo", LQ) == FALLBACK_BUDGET
+    assert budget("ppo", LQ) == BUDGETS["ppo"]["LQ1D-v0"]
+    assert budget("ppo", "mfg_rl/NotInTheTable-v0") == FALLBACK_STEPS  # train's own default
     assert all(budget(a, LQ) >= 1 for a in algorithms())
     specs = plan(None, [LQ], seeds=4)
     assert len(specs) == 4 * len(names()) and {s.seed for s in specs} == {0, 1, 2, 3}

@@ -38,8 +38,6 @@ BUDGETS: dict[str, dict[str, int]] = {
 thread and 128 agents at the default grids, from measured throughput (steps/s, evaluations
 included): PPO 13k (LQ1D), 11k (CrowdExit1D), 23k (SantaFeBar, BeachBar1D), 5.6k (Crowd2D);
 A2C 49-72k in 1D, 11k in 2D; SAC 350-800 (bound by its 32 updates per step)."""
-FALLBACK_BUDGET = 50_000
-"""Budget of an algorithm missing from ``BUDGETS`` (an off-policy learner's scale); add its row."""
 DEFAULT_SEEDS = 4
 MAX_SEEDS = 1_000
 
@@ -52,8 +50,13 @@ def algorithms() -> tuple[str, ...]:
 
 
 def budget(algo: str, env_id: str) -> int:
-    """``BUDGETS[algo][env name]``, else ``FALLBACK_BUDGET``."""
-    return BUDGETS.get(algo, {}).get(env_id.split("/")[-1], FALLBACK_BUDGET)
+    """``BUDGETS[algo][env name]``; for an algorithm or env missing there, what ``train(steps=None)``
+    runs (the registry's ``default_steps``, else ``training.DEFAULT_STEPS``): add its row once measured."""
+    from mfg_rl.agents.algorithms import get
+    from mfg_rl.agents.training import DEFAULT_STEPS, FALLBACK_STEPS
+
+    stated = BUDGETS.get(algo, {}).get(env_id.split("/")[-1])
+    return stated or get(algo).default_steps or DEFAULT_STEPS.get(env_id, FALLBACK_STEPS)
 
 
 @dataclass(frozen=True)
