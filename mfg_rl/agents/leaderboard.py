@@ -52,11 +52,9 @@ def algorithms() -> tuple[str, ...]:
 def budget(algo: str, env_id: str) -> int:
     """``BUDGETS[algo][env name]``; for an algorithm or env missing there, what ``train(steps=None)``
     runs (the registry's ``default_steps``, else ``training.DEFAULT_STEPS``): add its row once measured."""
-    from mfg_rl.agents.algorithms import get
-    from mfg_rl.agents.training import DEFAULT_STEPS, FALLBACK_STEPS
+    from mfg_rl.agents.training import default_budget
 
-    stated = BUDGETS.get(algo, {}).get(env_id.split("/")[-1])
-    return stated or get(algo).default_steps or DEFAULT_STEPS.get(env_id, FALLBACK_STEPS)
+    return BUDGETS.get(algo, {}).get(env_id.split("/")[-1]) or default_budget(algo, env_id)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,12 @@ FALLBACK_STEPS = 1_000_000
 SCORES = ("exploitability", "value_gap", "density_l1")
 
 
+def default_budget(algo: str, env_id: str) -> int:
+    """The env steps of ``train(steps=None)``: the algorithm's ``default_steps``, else
+    ``DEFAULT_STEPS[env_id]``, else ``FALLBACK_STEPS``."""
+    return get_algorithm(algo).default_steps or DEFAULT_STEPS.get(env_id, FALLBACK_STEPS)
+
+
 @dataclass
 class TrainResult:
     """What a training run produced.
@@ -172,7 +178,7 @@ def train(
     check_regime(regime, algo)
     params = hyperparameters(algo, overrides)
     if steps is None:
-        steps = entry.default_steps or DEFAULT_STEPS.get(env_id, FALLBACK_STEPS)
+        steps = default_budget(algo, env_id)
     for name, value in (("steps", steps), ("num_envs", num_envs), ("ckpt_every", ckpt_every)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
