@@ -248,7 +248,7 @@ def _add_train(subparsers: Any) -> None:
     from mfg_rl.agents.algorithms import names as algorithm_names
 
     parser = subparsers.add_parser(
-        "train", help="train a PPO/A2C/SAC agent on an environment and score it against the equilibrium",
+        "train", help="train an agent (--algo ppo, sac, dafp, ...) on an env, scored against the equilibrium",
         description="Train on ENV (an env id such as mfg_rl/LQ1D-v0, or its problem name such as\n"
         "lq-1d; see `mfg-rl list`), log to TensorBoard, checkpoint, and end with exploitability\n"
         "before/after, value gap, density L1 and the paths of logs and report.",
