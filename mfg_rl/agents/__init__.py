@@ -8,7 +8,9 @@ Files, each one idea: ``algorithms`` (the registry: one entry per learner, read 
 CLI, checkpoints and the leaderboard), ``config`` (hyperparameters and their references), ``networks``
 (normaliser, Gaussian actor, critic; SAC's squashed actor and twin critics), ``rollout``
 (collection, GAE), ``losses`` (PPO/A2C), ``regimes`` (best response, fictitious play), ``module``
-(the LightningModule, with ``progress``), ``sac`` (SAC's module and its device replay),
+(the LightningModule, with ``progress``), ``sac`` (SAC's module and its device replay), ``dafp``
+(deep averaged fictitious play) with ``average_policy`` (its average network, reservoir and
+model-free crowd),
 ``training`` (``train``, the entry point), ``checkpoints`` (saved agents back to policies,
 ``bench``), ``resume`` (checkpoints read safely; a resume that would mix two runs is refused),
 ``reporting`` (the figure), ``hparams_tab`` (hyperparameters in TensorBoard's HPARAMS tab),
