@@ -1,0 +1,126 @@
+"""Before/after timing of torch CPU sweeps (issue 13 item 1): this tree against a git revision.
+
+Each case runs in a fresh subprocess of each tree in turn (alternating, as
+``benchmarks/regression.py`` does), best of ``--repeats``. ``host``: torch CPU tensors as
+``create_backend("torch", device="cpu")`` gives them (host paths: LAPACK solves, Newton
+checked every iteration, particles as numpy views). ``off-host``: the same tensors taking an
+accelerator's paths (``on_host`` False: cyclic reduction, Newton unrolled with one host read
+per sweep, particles stepped as tensors), the code a GPU runs, timed on the CPU.
+
+Measured 2026-12-05 on the shared 2-core CPU, ``OMP_NUM_THREADS=1`` (with two threads
+any torch op above the parallel grain, e.g. Anderson's one matmul, waited ~30 ms on the
+loaded machine, in both trees), baseline 655fd40 vs 693be49 (issue 13 item 1)::
+
+    case                                       before s    after s  after/before
+    hjb sweep lq-1d 201x100 host                 0.1645     0.1583          0.96
+    hjb sweep lq-1d 201x100 off-host             0.2619     0.3682          1.41
+    fp sweep lq-1d 201x100 off-host              0.0707     0.0699          0.99
+    particles 1e5 lq-1d 201x50 off-host          0.2157     0.2996          1.39
+    solve lq-1d 201x50 anderson host             0.4784     0.4704          0.98
+    solve lq-1d 201x50 anderson off-host         0.9987     1.2480          1.25
+
+Off the host the sweep pays for reading nothing: every step runs the sweep's most Newton
+iterations (3; the steps take 206 in all, the rounds 300: the 1.41), and a particle step
+computes the wall folds and a finite check it used to skip after one read of the range.
+On the CPU a read costs nothing, so host tensors keep the host paths (first and fifth rows).
+
+Usage::
+
+    python benchmarks/sweeps.py --baseline 8ce93b8 --repeats 3
+    python benchmarks/sweeps.py --baseline 8ce93b8 --after 693be49 --only host
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CASES = {
+    "hjb sweep lq-1d 201x100 host": ("hjb", "host", {"Nx": 201, "Nt": 100}),
+    "hjb sweep lq-1d 201x100 off-host": ("hjb", "off", {"Nx": 201, "Nt": 100}),
+    "fp sweep lq-1d 201x100 off-host": ("fp", "off", {"Nx": 201, "Nt": 100}),
+    "particles 1e5 lq-1d 201x50 off-host": ("particles", "off", {"Nx": 201, "Nt": 50}),
+    "solve lq-1d 201x50 anderson host": ("solve", "host", {"Nx": 201, "Nt": 50}),
+    "solve lq-1d 201x50 anderson off-host": ("solve", "off", {"Nx": 201, "Nt": 50}),
+}
+
+CHILD = """
+import json, sys, time
+from mfg_rl import problems, solve
+from mfg_rl.backends.torch_backend import TorchBackend
+from mfg_rl.solvers import DiscreteMFG, Sequential
+from mfg_rl.solvers.particles import ParticleFP
+
+class OffHost(TorchBackend):
+    on_host = property(lambda self: False)
+
+kind, where, params = json.loads(sys.argv[1])
+backend = TorchBackend(device="cpu") if where == "host" else OffHost(device="cpu")
+problem = problems.make("lq-1d", **params)
+disc = DiscreteMFG(problem, backend)
+m = disc.xp.stack([disc.m0] * (problem.time.Nt + 1))
+u = Sequential().hjb(disc, m).u  # warm: the next sweep's rounds are known
+work = {
+    "hjb": lambda: Sequential().hjb(disc, m),
+    "fp": lambda: Sequential().fp(disc, u, m),
+    "particles": lambda: ParticleFP(100_000, seed=0, bandwidth=0.02).simulate(disc, u, m),
+    "solve": lambda: solve(problem, backend=backend, coupling="anderson", progress=False),
+}[kind]
+best = float("inf")
+for _ in range(3):
+    start = time.perf_counter()
+    work()
+    best = min(best, time.perf_counter() - start)
+print(json.dumps(best))
+"""
+
+
+def run(tree: Path, case: tuple) -> float:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(case)], cwd=tree, capture_output=True,
+                         text=True, check=True, env=env)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", required=True, help="git revision to compare against")
+    parser.add_argument("--after", default="", help="a git revision to time instead of this tree")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", default="", help="run only the cases whose name contains this text")
+    args = parser.parse_args()
+    here = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {"baseline": args.baseline, "after": args.after}
+        for name, revision in trees.items():
+            if revision:
+                subprocess.run(["git", "worktree", "add", "--detach", str(Path(tmp) / name), revision],
+                               cwd=here, check=True, capture_output=True)
+        base, after_tree = Path(tmp) / "baseline", Path(tmp) / "after" if args.after else here
+        try:
+            print(f"baseline {args.baseline} vs {args.after or 'this tree'}, torch on the CPU, "
+                  f"best of {args.repeats} x 3 runs")
+            print(f"{'case':40s} {'before s':>10s} {'after s':>10s} {'after/before':>13s}")
+            for name, case in CASES.items():
+                if args.only not in name:
+                    continue
+                before, after = [], []
+                for _ in range(args.repeats):
+                    before.append(run(base, case))
+                    after.append(run(after_tree, case))
+                ratio = min(after) / min(before)
+                print(f"{name:40s} {min(before):10.4f} {min(after):10.4f} {ratio:13.2f}", flush=True)
+        finally:
+            for name, revision in trees.items():
+                if revision:
+                    subprocess.run(["git", "worktree", "remove", "--force", str(Path(tmp) / name)], cwd=here,
+                                   check=False)
+
+
+if __name__ == "__main__":
+    main()
