@@ -200,6 +200,7 @@ def check_sac(params: SACHyperparameters) -> SACHyperparameters:
         raise ValueError(f"hidden must be positive layer widths, got {params.hidden!r}")
     return params
 
+
 @dataclass
 class DAFPHyperparameters(Hyperparameters):
     """Deep averaged fictitious play (``algo="dafp"``): PPO's fields (``Hyperparameters``, the best
