@@ -257,9 +257,10 @@ def _add_train(subparsers: Any) -> None:
     parser.add_argument("env", metavar="ENV", help="env id (mfg_rl/LQ1D-v0) or problem name (lq-1d)")
     parser.add_argument("--algo", choices=algorithm_names(), default="ppo",
                         help="learning algorithm (default: %(default)s)")
-    parser.add_argument("--regime", choices=("best-response", "fictitious-play"), default="best-response",
+    parser.add_argument("--regime", choices=("best-response", "fictitious-play"), default=None,
                         help="crowd frozen at the equilibrium, or the average of the learned crowds "
-                        "(default: %(default)s)")
+                        "(default: the algorithm's own: best-response for ppo, a2c, sac; fictitious-play "
+                        "for dafp, omd)")
     parser.add_argument("--steps", type=int, default=None, help="env-step budget (default: per env, ~2 min)")
     parser.add_argument("--num-envs", type=int, default=128, help="agents per process (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0,
@@ -283,9 +284,11 @@ def _add_train(subparsers: Any) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     from mfg_rl import SolverError
     from mfg_rl.agents import train
+    from mfg_rl.agents.algorithms import get as get_algorithm
     from mfg_rl.agents.config import hyperparameters
     from mfg_rl.agents.resume import RunSettings
 
+    regime = args.regime or get_algorithm(args.algo).regimes[0]
     env_id = cli_checks.env_id(args.env)
     device = cli_checks.device(args.device)
     cli_checks.writable_folder(args.logdir, "--logdir")
@@ -294,13 +297,13 @@ def _run_train(args: argparse.Namespace) -> int:
     try:
         if args.ckpt_path is not None:
             hidden = hyperparameters(args.algo, overrides).hidden
-            cli_checks.resume(args.ckpt_path, RunSettings(env_id, env_kwargs, args.algo, args.regime,
+            cli_checks.resume(args.ckpt_path, RunSettings(env_id, env_kwargs, args.algo, regime,
                                                           args.num_envs, hidden), "train")
         _prepare_equilibrium(env_id, env_kwargs, args.quiet)
         if not args.quiet:
             print(f"mfg-rl train: {args.algo} on {env_id} with {args.num_envs} agents; starting Lightning "
                   "and scoring the initial policy", file=sys.stderr)
-        result = train(env_id, algo=args.algo, regime=args.regime, steps=args.steps,
+        result = train(env_id, algo=args.algo, regime=regime, steps=args.steps,
                        num_envs=args.num_envs, seed=args.seed, logdir=args.logdir, device=device,
                        progress=not args.quiet, ckpt_path=args.ckpt_path, env_kwargs=env_kwargs,
                        devices=devices, strategy=args.strategy, num_nodes=args.num_nodes, **overrides)

@@ -114,7 +114,7 @@ def _quiet_lightning() -> None:
 def train(
     env_id: str = "mfg_rl/LQ1D-v0",
     algo: str = "ppo",
-    regime: str = "best-response",
+    regime: str | None = None,
     steps: int | None = None,
     num_envs: int = 128,
     seed: int = 0,
@@ -147,7 +147,9 @@ def train(
             ``**overrides`` replace fields of its hyperparameters (``Hyperparameters`` for ppo/a2c,
             ``SACHyperparameters`` for sac).
         regime: ``"best-response"`` (crowd frozen at the equilibrium) or ``"fictitious-play"``
-            (crowd = average of the crowds the agent's policies induce; see ``regimes``).
+            (crowd = average of the crowds the agent's policies induce; see ``regimes``);
+            ``None``: the algorithm's first registered regime (best-response for ppo, a2c and sac;
+            fictitious-play for the mean-field learners, whose crowd is their own).
         steps: env-step budget (default: the algorithm's ``default_steps``, else ``DEFAULT_STEPS[env_id]``,
             else 1e6).
         num_envs: agents per process; ``seed``: seed of weights, env (``seed + rank``) and sampling.
@@ -175,7 +177,7 @@ def train(
     import torch
 
     entry = get_algorithm(algo)
-    check_regime(regime, algo)
+    regime = check_regime(entry.regimes[0] if regime is None else regime, algo)
     params = hyperparameters(algo, overrides)
     if steps is None:
         steps = default_budget(algo, env_id)
