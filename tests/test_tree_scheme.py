@@ -149,6 +149,25 @@ def test_jacobian_is_the_derivative_on_a_refined_mesh() -> None:
         np.testing.assert_allclose(fd, jac @ step, rtol=0, atol=1e-6 * np.abs(jac @ step).max())
 
 
+@pytest.mark.parametrize("boundary", ["no_flux", "exit", "periodic"])
+def test_tridiagonal_bands_are_the_csr_jacobian_on_a_refined_1d_mesh(boundary: str) -> None:
+    problem, mesh, m0 = refined_case(1, boundary)
+    scheme = TreeScheme(problem, mesh)
+    assert scheme.tridiagonal == (boundary != "periodic")  # periodic ends close the band
+    if not scheme.tridiagonal:
+        return
+    u = np.random.default_rng(5).standard_normal(len(mesh))
+    value, jac = scheme.apply(u, m0)
+    band_value, bands = scheme.apply_tridiagonal(u, m0, scheme.bind(m0), 3.0)
+    dense = jac.toarray() + 3.0 * np.eye(len(mesh))
+    np.testing.assert_array_equal(band_value, value)
+    np.testing.assert_allclose(bands.toarray(), dense, rtol=0, atol=1e-14 * np.abs(dense).max())
+    np.testing.assert_allclose(bands.T.toarray(), dense.T, rtol=0, atol=1e-14 * np.abs(dense).max())
+    rhs = np.random.default_rng(6).standard_normal(len(mesh))
+    np.testing.assert_allclose(bands.solve(rhs), np.linalg.solve(dense, rhs), rtol=1e-12)
+    np.testing.assert_allclose(bands.T @ rhs, dense.T @ rhs, rtol=1e-13)
+
+
 def test_bad_mesh_or_m0_is_refused() -> None:
     problem = problems.make("crowd-exit-1d", Nx=16, Nt=4)
     wrong_box = TreeMesh.uniform([(0.0, 2.0)], min_level=4, max_level=5, kernels="numpy")

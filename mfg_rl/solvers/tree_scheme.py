@@ -12,7 +12,11 @@ with ghost values on the box's boundary as on the uniform grid (``NumericalHamil
 this is ``NumericalHamiltonian`` cell by cell. The Jacobian ``A`` is an M-matrix with zero row
 sums away from exits; the FP step is its exact transpose acting on cell masses ``vol m``, so
 ``sum vol m`` is conserved to round-off on a closed box and ``m >= 0`` on any mesh.
-Arrays live on the host (numpy, scipy CSR); leaves in the mesh's Morton order.
+Arrays live on the host (numpy, scipy CSR); leaves in the mesh's Morton order. On a 1D tree
+without periodic ends the Morton order is the order in ``x`` and every leaf has one neighbour per
+side, so the Jacobian is tridiagonal: ``TreeMFG`` then assembles its three bands
+(``TreeScheme.apply_tridiagonal``) and solves with LAPACK's ``gtsv`` (``Tridiagonal``), the same
+matrix as the CSR one without building it.
 """
 
 from __future__ import annotations
@@ -22,14 +26,56 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg.lapack import dgtsv
 from scipy.sparse.linalg import spsolve
 
 from mfg_rl.backends import create_backend
 from mfg_rl.core import MFGProblem
 from mfg_rl.core.tree_mesh import TreeMesh
+from mfg_rl.errors import SolverError
 from mfg_rl.solvers.discrete import MIN_NEWTON
 from mfg_rl.solvers.step_newton import newton, raise_for_status, round_off_floor
 from mfg_rl.solvers.trajectory import HJBResult
+
+
+class Tridiagonal:
+    """A tridiagonal matrix (M, M) by its bands: ``A[i, i-1] = lower[i]``, ``A[i, i] = diag[i]``,
+    ``A[i, i+1] = upper[i]`` (``lower[0]`` and ``upper[-1]`` unused, zero); arrays (M,)."""
+
+    def __init__(self, lower: np.ndarray, diag: np.ndarray, upper: np.ndarray) -> None:
+        self.lower, self.diag, self.upper = lower, diag, upper
+        self.shape = (len(diag), len(diag))
+
+    @property
+    def T(self) -> Tridiagonal:  # noqa: N802 (the matrix convention)
+        """The transpose: its lower band is ``A[i-1, i]``, its upper band ``A[i+1, i]``."""
+        zero = np.zeros(1)
+        return Tridiagonal(np.concatenate([zero, self.upper[:-1]]), self.diag,
+                           np.concatenate([self.lower[1:], zero]))
+
+    def __matmul__(self, v: np.ndarray) -> np.ndarray:
+        out = self.diag * v
+        out[1:] += self.lower[1:] * v[:-1]
+        out[:-1] += self.upper[:-1] * v[1:]
+        return out
+
+    def toarray(self) -> np.ndarray:
+        """The dense matrix (M, M)."""
+        return np.diag(self.diag) + np.diag(self.lower[1:], -1) + np.diag(self.upper[:-1], 1)
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        """``A^-1 rhs`` (M,) by LAPACK ``gtsv`` (partial pivoting); SolverError if ``A`` is singular."""
+        if len(rhs) == 1:
+            return rhs / self.diag
+        *_, x, info = dgtsv(self.lower[1:], self.diag, self.upper[:-1], rhs)
+        if info != 0:
+            raise SolverError(f"tree step: the tridiagonal Jacobian is singular (gtsv info={info})")
+        return x
+
+
+def linear_solve(matrix: Any, rhs: np.ndarray) -> np.ndarray:
+    """``matrix^-1 rhs`` for a ``Tridiagonal`` (``gtsv``) or a scipy sparse matrix (``spsolve``)."""
+    return matrix.solve(rhs) if isinstance(matrix, Tridiagonal) else spsolve(sp.csc_matrix(matrix), rhs)
 
 
 class TreeScheme:
@@ -62,6 +108,14 @@ class TreeScheme:
         self.points = centres[:, 0] if self.ndim == 1 else tuple(centres[:, d] for d in range(self.ndim))
         self._build_slopes(grid.boundary, float(problem.exit_cost))
         self._build_diffusion(grid.boundary, float(problem.exit_cost))
+        coo = self.diffusion.tocoo()
+        self.tridiagonal = bool(self.ndim == 1 and np.abs(self._cols - self._rows).max(initial=0) <= 1
+                                and np.abs(coo.col - coo.row).max(initial=0) <= 1)
+        if self.tridiagonal:  # entry (row, col) sits in band (col - row + 1) at row
+            M = len(mesh)
+            self._band = self._rows + M * (self._cols - self._rows + 1)
+            self._diffusion_bands = np.bincount(coo.row + M * (coo.col - coo.row + 1), coo.data,
+                                                minlength=3 * M)
 
     # -- the fixed parts ------------------------------------------------------------------
     def _build_slopes(self, boundary: tuple, exit_cost: float) -> None:
@@ -149,6 +203,21 @@ class TreeScheme:
         M = len(self.mesh)
         return sp.csr_matrix((vals, (self._rows, self._cols)), shape=(M, M))
 
+    def apply_tridiagonal(self, u: np.ndarray, m: np.ndarray, bound: Callable[[Any], tuple[Any, Any]],
+                          shift: float) -> tuple[np.ndarray, Tridiagonal]:
+        """``apply`` on a tridiagonal tree (``self.tridiagonal``): the value (M,) and the bands of
+        ``shift I + A`` (``Tridiagonal``), the same numbers as the CSR Jacobian without building it."""
+        active, s = self.slopes(u)
+        psi, g = bound(s)
+        value = self.diffusion @ u + self.diffusion_constant + psi
+        factor = (g + 0.0 * u)[self._leaf] * active[self._slot]
+        M = len(self.mesh)
+        bands = self._diffusion_bands + np.bincount(self._band, np.concatenate([factor * self._a,
+                                                                                factor * self._b]),
+                                                    minlength=3 * M)
+        bands = bands.reshape(3, M)
+        return value, Tridiagonal(bands[0], bands[1] + shift, bands[2])
+
     def control(self, u: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, ...]:
         """The scheme's optimal control ``alpha_d = -g(S) (max(P-, 0) + min(P+, 0))``, one (M,) array
         per axis."""
@@ -198,7 +267,7 @@ class TreeMFG:
         return self._cost(self.problem.terminal_cost, m_T)
 
     def hjb_step(self, u_next: np.ndarray, m_next: np.ndarray, f: np.ndarray, n: int,
-                 guess: np.ndarray | None = None) -> tuple[np.ndarray, sp.csc_matrix, int, float]:
+                 guess: np.ndarray | None = None) -> tuple[np.ndarray, Any, int, float]:
         """``(u^n, J_n, Newton iterations, dt max|R|)`` of the HJB step from ``u^{n+1}`` with crowd
         ``m^{n+1}``; Newton stops at ``dt max|R| <= newton_tol (1 + max|u^{n+1}| + dt max|f|)``
         (``DiscreteMFG``'s rule)."""
@@ -206,13 +275,18 @@ class TreeMFG:
         bound = self.scheme.bind(m_next)
         identity = sp.identity(len(u_next), format="csr") / dt
 
-        def residual(u: np.ndarray) -> tuple[np.ndarray, sp.csr_matrix, np.ndarray]:
-            value, jac = self.scheme.apply(u, m_next, bound)
+        def residual(u: np.ndarray) -> tuple[np.ndarray, Any, np.ndarray]:
+            if self.scheme.tridiagonal:
+                value, jac = self.scheme.apply_tridiagonal(u, m_next, bound, 1.0 / dt)
+            else:
+                value, jac = self.scheme.apply(u, m_next, bound)
+                jac = (jac + identity).tocsc()
             r = (u - u_next) / dt + value - f
-            return r, (jac + identity).tocsc(), np.max(np.abs(r)) * dt
+            return r, jac, np.max(np.abs(r)) * dt
 
         scale = 1.0 + np.max(np.abs(u_next)) + dt * np.max(np.abs(f))
-        out = newton(np, residual, lambda jac, r, error: spsolve(jac, r), u_next if guess is None else guess,
+        out = newton(np, residual, lambda jac, r, error: linear_solve(jac, r),
+                     u_next if guess is None else guess,
                      target=self.newton_tol * scale, floor=round_off_floor(np, u_next.dtype, scale),
                      max_iter=self.max_newton)
         raise_for_status(int(out.status), float(out.error), f"at time index n={n}", self.max_newton,
@@ -221,7 +295,7 @@ class TreeMFG:
 
     def fp_step(self, matrix: sp.spmatrix, m_prev: np.ndarray) -> np.ndarray:
         """``m^{n+1}`` from ``J_n^T (V m^{n+1}) = V m^n / dt`` (``matrix = J_n``)."""
-        mass = spsolve(sp.csc_matrix(matrix.T), self.volumes * m_prev / self.dt)
+        mass = linear_solve(matrix.T, self.volumes * m_prev / self.dt)
         return mass / self.volumes
 
     def hjb(self, m: np.ndarray, u_guess: np.ndarray | None = None) -> HJBResult:
@@ -237,8 +311,13 @@ class TreeMFG:
             iterations, worst = iterations + k, max(worst, error)
         return HJBResult(np.stack(levels[::-1]), iterations, worst, steps=matrices[::-1])
 
-    def matrices(self, u: np.ndarray, m: np.ndarray) -> list[sp.csc_matrix]:
-        """The Newton matrices ``J_n = I/dt + A(u^n)`` with the crowd ``m^{n+1}``, n = 0..Nt-1."""
+    def matrices(self, u: np.ndarray, m: np.ndarray) -> list[Any]:
+        """The Newton matrices ``J_n = I/dt + A(u^n)`` with the crowd ``m^{n+1}``, n = 0..Nt-1
+        (``Tridiagonal`` on a tridiagonal tree, CSC otherwise)."""
+        if self.scheme.tridiagonal:
+            scheme = self.scheme
+            return [scheme.apply_tridiagonal(u[n], m[n + 1], scheme.bind(m[n + 1]), 1.0 / self.dt)[1]
+                    for n in range(self.Nt)]
         identity = sp.identity(u.shape[-1], format="csr") / self.dt
         return [(self.scheme.apply(u[n], m[n + 1])[1] + identity).tocsc() for n in range(self.Nt)]
 
