@@ -24,7 +24,15 @@ softmax policy. Every iteration logs ``benchmark/exploitability`` (against env s
 regression loss, the entropy of ``pi_{k+1}`` on the replay's states and ``charts/omd_iterations``.
 The replay is refilled every iteration, so a checkpoint (networks, optimiser, env, crowd, RNG) at an
 iteration's end resumes the same run. One process; ``regime="fictitious-play"`` only (the crowd is
-the agent's own, from the PDE's Fokker-Planck; the last iterate, not an average).
+the agent's own, from the PDE's Fokker-Planck; the last iterate, not an average). The policy reads
+the crowd's density in its observation, so the final score (against the crowd of the last iterate)
+differs a little from the last logged one (against the crowd it was trained on).
+
+Example:
+    >>> from mfg_rl.agents import train
+    >>> result = train("mfg_rl/SantaFeBar-v0", algo="omd", regime="fictitious-play",
+    ...                steps=384_000)   # doctest: +SKIP
+    >>> result.after["exploitability"]   # 2.26 -> 0.065 in about 25 s (seed 0)  # doctest: +SKIP
 """
 
 from __future__ import annotations
