@@ -59,7 +59,8 @@ def _add_calibrate(subparsers: Any) -> None:
 
 
 def _run_calibrate(args: argparse.Namespace) -> int:
-    from mfg_rl.solvers.placement import KINDS, calibrate, calibration_path
+    from mfg_rl.solvers.calibration import calibrate
+    from mfg_rl.solvers.placement import KINDS, calibration_path
 
     devices = None if args.devices is None else [cli_checks.device(d, "--devices") for d in args.devices]
     try:

@@ -182,6 +182,7 @@ def test_train_help_lists_every_hyperparameter_with_its_default(capsys: pytest.C
     out = capsys.readouterr().out
     assert "(default: ppo)" in out
     sections: dict[str, list[str]] = {}
+    name = ""
     for line in out[out.index("per --algo:"):].splitlines()[1:]:
         if line.startswith("  "):
             sections[name].append(line)

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from mfg_rl import problems, solve
+from mfg_rl.solvers.calibration import calibrate, crossover
 from mfg_rl.solvers.jax_scan import JaxScan
-from mfg_rl.solvers.placement import calibrate, crossover, load_calibration, place, work
+from mfg_rl.solvers.placement import load_calibration, place, work
 
 LQ = problems.make("lq-1d", Nx=51, Nt=10)  # work 51 x 11 = 561
 
@@ -71,7 +72,8 @@ def test_environment_and_strategy_come_before_the_calibration(cache: Path,
     assert chosen.backend == "numpy" and "MFG_RL_BACKEND" in chosen.reason
 
 
-def test_an_unreadable_calibration_is_reported_and_ignored(cache: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_an_unreadable_calibration_is_reported_and_ignored(cache: Path,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
     (cache / "placement.json").write_text("{not json")
     with caplog.at_level(logging.WARNING, logger="mfg_rl.solvers"):
         assert load_calibration() == {}
