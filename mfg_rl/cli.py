@@ -247,6 +247,7 @@ def _hyperparameter_table() -> str:
 
 def _add_train(subparsers: Any) -> None:
     from mfg_rl.agents.algorithms import names as algorithm_names
+    from mfg_rl.agents.regimes import REGIMES
 
     parser = subparsers.add_parser(
         "train", help="train an agent (--algo ppo, sac, dafp, ...) on an env, scored against the equilibrium",
@@ -258,7 +259,7 @@ def _add_train(subparsers: Any) -> None:
     parser.add_argument("env", metavar="ENV", help="env id (mfg_rl/LQ1D-v0) or problem name (lq-1d)")
     parser.add_argument("--algo", choices=algorithm_names(), default="ppo",
                         help="learning algorithm (default: %(default)s)")
-    parser.add_argument("--regime", choices=("best-response", "fictitious-play"), default=None,
+    parser.add_argument("--regime", choices=REGIMES, default=None,
                         help="crowd frozen at the equilibrium, or the average of the learned crowds "
                         "(default: the algorithm's own: best-response for ppo, a2c, sac; fictitious-play "
                         "for dafp, omd)")

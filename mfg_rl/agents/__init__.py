@@ -1,4 +1,4 @@
-"""Actor-critic agents (DESIGN.md layer 6): PPO, A2C and SAC as Lightning modules on the batched env.
+"""Learning agents (DESIGN.md layer 7): PPO, A2C, SAC, D-AFP and OMD as Lightning modules on the batched env.
 
 ``train(env_id, algo="ppo", regime="best-response", steps=..., ...) -> TrainResult`` is the
 main job (also ``mfg-rl train``); ``bench(checkpoint)`` re-scores a saved agent (``mfg-rl

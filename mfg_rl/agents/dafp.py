@@ -35,7 +35,7 @@ import torch
 from mfg_rl.agents.algorithms import get as get_algorithm
 from mfg_rl.agents.average_policy import Reservoir, crowd_histogram, play_horizon
 from mfg_rl.agents.checkpoints import make_env
-from mfg_rl.agents.module import ActorCriticModule, _to_host
+from mfg_rl.agents.module import ActorCriticModule
 from mfg_rl.agents.networks import ObservationPolicy
 
 SAMPLER_SEED = 104_729
@@ -124,9 +124,7 @@ class DAFPModule(ActorCriticModule):
         """Log PPO's ``scalars``; every ``fp_every`` iterations and at the end, one outer iteration."""
         if self.iteration % self.params.fp_every == 0 or self.iteration == self.iterations:
             scalars = {**scalars, **self._outer_iteration()}
-        scalars = _to_host(scalars)
-        scalars["charts/steps_per_second"] = size / max(time.perf_counter() - self._clock, 1e-9)
-        self._write(scalars)
+        self._log_iteration(scalars, size)
         self._clock = time.perf_counter()
 
     def _outer_iteration(self) -> dict[str, torch.Tensor | float]:

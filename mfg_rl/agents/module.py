@@ -204,14 +204,18 @@ class ActorCriticModule(pl.LightningModule):
             scalars["charts/episodic_length"] = episodes.lengths.float().mean()
         self._end_iteration(scalars, size)
 
-    def _end_iteration(self, scalars: dict[str, torch.Tensor | float], size: int) -> None:
-        """Log ``scalars`` (one host sync) and the speed over ``size`` env steps per process; score
-        every ``eval_every`` iterations and at the end; update the fictitious-play crowd."""
-        p = self.params
+    def _log_iteration(self, scalars: dict[str, torch.Tensor | float], size: int) -> None:
+        """Log ``scalars`` (one host sync) and the speed over ``size`` env steps per process."""
         scalars = _to_host(scalars)
         now = time.perf_counter()
         scalars["charts/steps_per_second"] = size * self.trainer.world_size / max(now - self._clock, 1e-9)
         self._write(scalars)
+
+    def _end_iteration(self, scalars: dict[str, torch.Tensor | float], size: int) -> None:
+        """Log the iteration; score every ``eval_every`` iterations and at the end; update the
+        fictitious-play crowd."""
+        p = self.params
+        self._log_iteration(scalars, size)
         fp_update = self.regime == "fictitious-play" and self.iteration % p.fp_every == 0
         if fp_update or self.iteration % p.eval_every == 0 or self.iteration == self.iterations:
             score = self.score()

@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 
-from mfg_rl.agents.module import ActorCriticModule, _to_host
+from mfg_rl.agents.module import ActorCriticModule
 from mfg_rl.agents.sac import Replay
 from mfg_rl.agents.softmax_q import munchausen_target
 
@@ -139,10 +139,7 @@ class OMDModule(ActorCriticModule):
 
     def _end_iteration(self, scalars: dict[str, torch.Tensor | float], size: int) -> None:
         """Log ``scalars``; score ``pi_{k+1}`` and make the crowd it induces the next iteration's ``m``."""
-        scalars = _to_host(scalars)
-        scalars["charts/steps_per_second"] = size / max(time.perf_counter() - self._clock, 1e-9)
-        scalars["charts/omd_iterations"] = float(self.iteration)
-        self._write(scalars)
+        self._log_iteration({**scalars, "charts/omd_iterations": float(self.iteration)}, size)
         score = self.score()
         self._log_scores(score, figure=self.iteration == self.iterations)
         self._set_crowd(score.m_pi)
