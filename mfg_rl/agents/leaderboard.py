@@ -33,11 +33,18 @@ BUDGETS: dict[str, dict[str, int]] = {
             "BeachBar1D-v0": 5_000_000, "Crowd2D-v0": 1_000_000},
     "sac": {"LQ1D-v0": 40_000, "CrowdExit1D-v0": 60_000, "SantaFeBar-v0": 60_000,
             "BeachBar1D-v0": 80_000, "Crowd2D-v0": 80_000},
+    "dafp": {"LQ1D-v0": 400_000, "CrowdExit1D-v0": 400_000, "SantaFeBar-v0": 750_000,
+             "BeachBar1D-v0": 750_000, "Crowd2D-v0": 200_000},
+    "omd": {"LQ1D-v0": 500_000, "CrowdExit1D-v0": 500_000, "SantaFeBar-v0": 1_000_000,
+            "BeachBar1D-v0": 1_000_000, "Crowd2D-v0": 250_000},
 }
 """Env steps per run (algo -> env name): about 1.5-2 minutes each on a 2-core CPU with one torch
 thread and 128 agents at the default grids, from measured throughput (steps/s, evaluations
 included): PPO 13k (LQ1D), 11k (CrowdExit1D), 23k (SantaFeBar, BeachBar1D), 5.6k (Crowd2D);
-A2C 49-72k in 1D, 11k in 2D; SAC 350-800 (bound by its 32 updates per step)."""
+A2C 49-72k in 1D, 11k in 2D; SAC 350-800 (bound by its 32 updates per step); D-AFP about 3-4k in
+1D (PPO best responses plus its evaluations and regression, LQ1D 377k steps in 93-122 s, SantaFeBar
+755k in 156-174 s); OMD about 8-16k in 1D (LQ1D 256k in 28 s, SantaFeBar 1M in 62 s). Crowd2D rows
+of D-AFP and OMD are scaled from PPO's 2D/1D ratio, not measured."""
 DEFAULT_SEEDS = 4
 MAX_SEEDS = 1_000
 
