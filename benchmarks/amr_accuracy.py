@@ -58,11 +58,16 @@ def timed(repeat: int, run):
     return out, best
 
 
-def errors(reference, ref_problem, mesh: TreeMesh, u: np.ndarray, m: np.ndarray) -> tuple[float, float]:
-    """``(L1 error of m, max error of u)`` on ``mesh``'s leaves against the reference's cell averages."""
-    m_ref = grid_to_leaves(ref_problem.grid, mesh, reference.m.numpy())
-    u_ref = grid_to_leaves(ref_problem.grid, mesh, reference.u.numpy())
-    return float((np.abs(m - m_ref) @ mesh.volumes).max()), float(np.abs(u - u_ref).max())
+def errors(reference, ref_problem, u_meshes: list[TreeMesh], m_meshes: list[TreeMesh], u: np.ndarray,
+           m: np.ndarray) -> tuple[float, float]:
+    """``(L1 error of m, max error of u)``: time level ``k`` on the leaves of ``m_meshes[k]`` (of
+    ``u_meshes[k]``), its first ``M`` entries, against the reference's cell averages there."""
+    ref_u, ref_m, grid = reference.u.numpy(), reference.m.numpy(), ref_problem.grid
+    err_m = max(float(np.abs(m[k, : len(mesh)] - grid_to_leaves(grid, mesh, ref_m[k])) @ mesh.volumes)
+                for k, mesh in enumerate(m_meshes))
+    err_u = max(float(np.abs(u[k, : len(mesh)] - grid_to_leaves(grid, mesh, ref_u[k])).max())
+                for k, mesh in enumerate(u_meshes))
+    return err_m, err_u
 
 
 def main() -> None:
@@ -72,6 +77,8 @@ def main() -> None:
     parser.add_argument("--Nt", type=int, default=50)
     parser.add_argument("--share", type=float, default=0.3, help="AMR budget, share of the level L + 1 cells")
     parser.add_argument("--adaptations", type=int, default=4)
+    parser.add_argument("--slabs", type=int, default=1, help="AMR time slabs, one mesh each")
+    parser.add_argument("--coarsest", type=int, default=None, help="AMR min_level (default L - 1)")
     parser.add_argument("--tol", type=float, default=1e-8)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--smooth", action="store_true", help="catalogue parameters, no sharp front")
@@ -90,11 +97,14 @@ def main() -> None:
                                                                   progress=False))
         mesh = TreeMesh.from_grid(problem.grid, max_level=lv, min_level=lv, kernels="numpy")
         u, m = (grid_to_leaves(problem.grid, mesh, field.numpy()) for field in (eq.u, eq.m))  # a reordering
-        rows.append((f"uniform L={lv}", problem.grid.size, *errors(reference, ref_problem, mesh, u, m),
+        same = [mesh] * (args.Nt + 1)
+        rows.append((f"uniform L={lv}", problem.grid.size, *errors(reference, ref_problem, same, same, u, m),
                      seconds, eq.diagnostics.iterations))
     problem = make(args.problem, level + 1, args.Nt, params)
-    amr = AMR(max_level=level + 1, min_level=level - 1, budget=max(1, int(args.share * rows[1][1])),
-              adaptations=args.adaptations)
+    coarsest = level - 1 if args.coarsest is None else args.coarsest
+    args.coarsest = coarsest
+    amr = AMR(max_level=level + 1, min_level=coarsest, budget=max(1, int(args.share * rows[1][1])),
+              adaptations=args.adaptations, slabs=args.slabs)
 
     def adaptive():  # what solve(method=amr, coupling="auto") runs, with the final mesh kept
         out = amr.solve(problem, Anderson(), tol=args.tol)
@@ -102,19 +112,21 @@ def main() -> None:
         return out
 
     result, seconds = timed(args.repeat, adaptive)
-    rows.append((f"AMR {level - 1}..{level + 1}", len(result.mesh),
-                 *errors(reference, ref_problem, result.mesh, result.u, result.m), seconds,
+    disc = result.disc
+    rows.append((f"AMR {args.coarsest}..{level + 1}", result.mean_leaves(),
+                 *errors(reference, ref_problem, [result.meshes[s] for s in disc.u_slab],
+                         [result.meshes[s] for s in disc.m_slab], result.u, result.m), seconds,
                  sum(r[1] for r in result.rounds)))
     print(f"{'':16s} {'cells':>7s} {'L1 err m':>10s} {'max err u':>10s} {'seconds':>8s} {'iters':>6s} "
           f"{'ms/iter/cell':>12s}")
     for name, n, em, eu, s, it in rows:
-        print(f"{name:16s} {n:7d} {em:10.3e} {eu:10.3e} {s:8.2f} {it:6d} {1e3 * s / it / n:12.4f}")
+        print(f"{name:16s} {n:7.1f} {em:10.3e} {eu:10.3e} {s:8.2f} {it:6d} {1e3 * s / it / n:12.4f}")
     fine, adaptive = rows[1], rows[2]
     print(f"AMR / uniform L={level + 1}: cells {adaptive[1] / fine[1]:.0%} (target <= 30 %), "
           f"seconds {adaptive[4] / fine[4]:.0%} (target <= 50 %), error of m {adaptive[2] / fine[2]:.2f}x "
           f"(target <= 1)")
-    print(f"AMR leaves per level {dict(enumerate(np.bincount(result.mesh.level).tolist()))}; rounds (leaves, "
-          f"iterations, residual): {[(n, k, float(f'{r:.1e}')) for n, k, r in result.rounds]}")
+    print(f"AMR leaves per level per step (mean) {result.leaves_per_level()}; rounds (mean leaves, "
+          f"iterations, residual): {[(round(n, 1), k, float(f'{r:.1e}')) for n, k, r in result.rounds]}")
 
 
 if __name__ == "__main__":

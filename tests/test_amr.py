@@ -9,6 +9,7 @@ import pytest
 from mfg_rl import Equilibrium, problems, solve
 from mfg_rl.core import Grid
 from mfg_rl.core.tree_mesh import TreeMesh
+from mfg_rl.core.tree_transfer import LeafMap
 from mfg_rl.solvers.amr import AMR, grid_to_leaves, interpolate_to_grid, leaves_to_grid
 from mfg_rl.solvers.coupling import FixedPoint
 from mfg_rl.solvers.registry import STRATEGIES
@@ -161,3 +162,61 @@ def test_an_amr_equilibrium_feeds_envs_and_its_policy_is_nearly_unexploitable() 
     assert np.isfinite(env.step(env.action_space.sample())[1])
     # leaves up to 4x the grid's cells: u interpolated between centres, not a staircase (which scores 4.4)
     assert evaluate(equilibrium_policy(eq), eq)["exploitability"] < 0.1
+
+
+@pytest.mark.parametrize("ndim", [1, 2])
+def test_slab_transfers_of_u_and_m_are_adjoint(ndim: int) -> None:
+    grid = Grid([(0.0, 1.0)] * ndim, (16,) * ndim)
+    old = mixed_mesh(grid, 4)
+    near = [np.linalg.norm(old.centres - c, axis=1) < 0.2 for c in (0.7, 0.3)]
+    new = old.adapt(*near)  # refined near 0.7, coarsened near 0.3
+    assert len(new) != len(old)
+    rng = np.random.default_rng(7)
+    m, u = rng.random(len(old)), rng.standard_normal(len(new))
+    forward = LeafMap.between(old, new).transfer(m)  # Q m, as FP moves m into the next slab
+    backward = LeafMap.between(new, old).transfer(u)  # P u, as HJB moves u into the previous slab
+    assert (forward * new.volumes) @ u == pytest.approx((m * old.volumes) @ backward, rel=1e-13)
+
+
+def test_slabs_on_one_mesh_are_the_uniform_solver() -> None:
+    problem = problems.make("crowd-exit-1d", Nx=32, Nt=10)
+    result = AMR(max_level=5, min_level=5, slabs=3, kernels="numpy").solve(problem, FixedPoint(), tol=1e-11)
+    eq = solve(problem, coupling=FixedPoint(), backend="numpy", tol=1e-11, progress=False)
+    u, m = result.on_grid()
+    assert result.disc.edges.tolist() == [0, 3, 7, 10]
+    np.testing.assert_allclose(u, eq.u.numpy(), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(m, eq.m.numpy(), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize(("name", "closed"), [("beach-bar-1d", True), ("crowd-exit-1d", False)])
+def test_slab_meshes_adapt_apart_and_keep_mass_exact(name: str, closed: bool) -> None:
+    problem = problems.make(name, Nx=32, Nt=12)
+    result = AMR(max_level=6, min_level=3, budget=24, slabs=4, kernels="numpy").solve(problem, tol=1e-8)
+    assert result.coupling.converged and len(result.rounds) >= 2
+    meshes = result.meshes
+    assert any(a != b for a, b in zip(meshes, meshes[1:], strict=False))  # the slabs' meshes differ
+    assert max(len(mesh) for mesh in result.meshes) <= 24 and result.mean_leaves() <= 24
+    assert result.transfer_mass_error < 1e-12
+    disc = result.disc
+    mass = disc.mass(result.m)
+    assert abs(mass[0] - 1.0) < 1e-12 and (result.m >= 0.0).all()
+    steps = disc.matrices(result.u, result.m)
+    m_fp = disc.fp(steps)  # one FP sweep through every slab change
+    fp_mass = disc.mass(m_fp)
+    if closed:
+        np.testing.assert_allclose(np.concatenate([mass, fp_mass]), 1.0, rtol=0, atol=1e-12)
+    else:  # what leaves is the exits' outflow dt (A_n 1)^T V m^{n+1}, step by step
+        out = [disc.dt * (steps[n] @ np.ones(disc.sizes[s]) - 1.0 / disc.dt)
+               @ (meshes[s].volumes * disc.m_level(m_fp, n + 1)) for n, s in enumerate(disc.step_slab)]
+        np.testing.assert_allclose(fp_mass[:-1] - fp_mass[1:], out, rtol=0, atol=1e-14)
+        assert fp_mass[-1] < 0.99
+    u, m = result.on_grid()
+    np.testing.assert_allclose(m.reshape(len(m), -1).sum(axis=1) * problem.grid.cell_volume, mass, rtol=0,
+                               atol=1e-12)
+
+
+def test_bad_slabs_are_refused_before_work() -> None:
+    with pytest.raises(ValueError, match="slabs"):
+        AMR(max_level=5, min_level=3, slabs=0)
+    with pytest.raises(ValueError, match=r"slabs must be an integer in \[1, Nt=4\]"):
+        AMR(max_level=5, min_level=3, slabs=5).solve(problems.make("crowd-exit-1d", Nx=32, Nt=4))

@@ -1,12 +1,15 @@
-"""Adaptive mesh refinement (issue 15): coupled solves on a tree mesh, adapted between them.
+"""Adaptive mesh refinement (issue 15): coupled solves on tree meshes, adapted between them.
 
-The mesh is fixed over the whole horizon ``[0, T]`` during one coupled solve (``run_coupling``
-on ``TreeMFG``, the scheme of ``tree_scheme.py``); between solves the indicator of ``(u, m)``
-(``error_indicator``) and ``mark`` (a target error and/or a cell budget) adapt it, and the last
-crowd ``m`` moves to the new mesh by ``LeafMap`` (integrals conserved to round-off) to start the
-next solve. Fields on the problem's grid and on the leaves meet through ``grid_to_leaves`` and
-``leaves_to_grid``, both conservative; the grid must be a uniform level of the tree
-(``shape_d = root_shape_d 2^L``).
+The horizon is split into ``slabs`` time slabs (``amr_slabs.py``), each with its own mesh; one
+coupled solve (``run_coupling`` on ``SlabMFG``, the scheme of ``tree_scheme.py`` per slab) runs
+over the whole horizon, ``u`` moving backward and ``m`` forward between slab meshes by adjoint
+``LeafMap`` transfers, so mass stays exact. Between solves the indicator of ``(u, m)`` over each
+slab's time levels (``error_indicator``, the largest over the levels) and ``mark`` (a target error
+and/or a cell budget per slab mesh) adapt every slab's mesh, and ``m`` moves to the new meshes
+level by level (integrals conserved to round-off) to start the next solve. One slab is a mesh
+fixed over the horizon. Fields on the problem's grid and on the leaves meet through
+``grid_to_leaves`` and ``leaves_to_grid``, both conservative; the grid must be a uniform level
+of the tree (``shape_d = root_shape_d 2^L``).
 
 ``solve(problem, method=AMR(...))`` and ``method="amr"`` run ``AMR.solve`` and return the
 ``Equilibrium`` of ``AMRResult.on_grid()``. The coupling is ``run_coupling``'s: fixed point,
@@ -27,8 +30,8 @@ from scipy.interpolate import LinearNDInterpolator, NearestNDInterpolator
 from mfg_rl.checks import check_choice, check_int, check_real
 from mfg_rl.core import Grid, MFGProblem
 from mfg_rl.core.tree_mesh import KERNELS, TreeMesh
-from mfg_rl.core.tree_transfer import LeafMap
 from mfg_rl.solvers.amr_marking import error_indicator, mark
+from mfg_rl.solvers.amr_slabs import SlabMFG, slab_edges
 from mfg_rl.solvers.auto import Auto
 from mfg_rl.solvers.callbacks import Callback
 from mfg_rl.solvers.coupling import Anderson, CouplingResult, FictitiousPlay, FixedPoint, run_coupling
@@ -130,41 +133,64 @@ class TreeMarching:
 
     name = "tree-sequential"
 
-    def hjb(self, disc: TreeMFG, m: Any, u_guess: Any = None, forcing: float | None = None) -> HJBResult:
+    def hjb(self, disc: TreeMFG | SlabMFG, m: Any, u_guess: Any = None, forcing: float | None = None,
+            ) -> HJBResult:
         return disc.hjb(m, u_guess)
 
-    def fp(self, disc: TreeMFG, u: Any, m: Any, forcing: float | None = None, steps: Any = None) -> Any:
+    def fp(self, disc: TreeMFG | SlabMFG, u: Any, m: Any, forcing: float | None = None, steps: Any = None,
+           ) -> Any:
         return disc.fp(disc.matrices(u, m) if steps is None else steps)
 
 
 @dataclass
 class AMRResult:
-    """The last coupled solve of ``AMR.solve``: ``u``, ``m`` of shape (Nt+1, M) on ``mesh``.
+    """The last coupled solve of ``AMR.solve``: ``u``, ``m`` of shape (Nt+1, W) on the slab meshes
+    (``SlabMFG``'s layout: level ``k`` in the first leaves of its mesh, ``disc.u_level``/``m_level``).
 
-    ``coupling``: its ``CouplingResult``; ``disc``: its ``TreeMFG`` (mass, outflow); ``rounds``:
-    per coupled solve ``(leaves, iterations, residual)``; ``transfer_mass_error``: the largest change
-    of ``sum vol m`` (any time level) by a transfer between meshes; ``problem``: the game.
+    ``meshes``: one per slab, ``edges`` the slabs' step indices; ``coupling``: its
+    ``CouplingResult``; ``disc``: its ``SlabMFG`` (mass, outflow); ``rounds``: per coupled solve
+    ``(mean leaves per step, iterations, residual)``; ``transfer_mass_error``: the largest change of
+    a level's ``sum vol m`` by a transfer between rounds' meshes; ``problem``: the game.
     """
 
-    mesh: TreeMesh
+    meshes: list[TreeMesh]
+    edges: np.ndarray
     u: np.ndarray
     m: np.ndarray
     coupling: CouplingResult
     problem: MFGProblem
-    disc: TreeMFG
-    rounds: list[tuple[int, int, float]] = field(default_factory=list)
+    disc: SlabMFG
+    rounds: list[tuple[float, int, float]] = field(default_factory=list)
     transfer_mass_error: float = 0.0
+
+    @property
+    def mesh(self) -> TreeMesh:
+        """The mesh of the last slab (the mesh, with one slab)."""
+        return self.meshes[-1]
+
+    def mean_leaves(self) -> float:
+        """Leaves per time step, averaged over the steps (space-time cells / Nt)."""
+        return float(np.mean([len(self.meshes[s]) for s in self.disc.step_slab]))
 
     def on_grid(self) -> tuple[np.ndarray, np.ndarray]:
         """``(u, m)`` on the problem's grid, shape ``(Nt+1, *grid.shape)``: ``u`` interpolated
-        between leaf centres (``interpolate_to_grid``), ``m`` as cell averages (mass kept)."""
-        grid = self.problem.grid
-        return interpolate_to_grid(grid, self.mesh, self.u), leaves_to_grid(grid, self.mesh, self.m)
+        between leaf centres (``interpolate_to_grid``), ``m`` as cell averages (mass kept), each
+        level from its own mesh."""
+        grid, disc = self.problem.grid, self.disc
+        u, m = np.zeros((len(self.u), *grid.shape)), np.zeros((len(self.m), *grid.shape))
+        for s, mesh in enumerate(self.meshes):
+            rows = np.flatnonzero(disc.u_slab == s)
+            u[rows] = interpolate_to_grid(grid, mesh, self.u[rows, : len(mesh)])
+            rows = np.flatnonzero(disc.m_slab == s)
+            m[rows] = leaves_to_grid(grid, mesh, self.m[rows, : len(mesh)])
+        return u, m
 
     def leaves_per_level(self) -> dict[str, int]:
-        """Leaves of the final mesh per level, ``{"level": count}`` (string keys, as JSON keeps them)."""
-        levels, counts = np.unique(self.mesh.level, return_counts=True)
-        return {str(int(level)): int(count) for level, count in zip(levels, counts, strict=True)}
+        """Leaves per level per time step, averaged over the steps and rounded, ``{"level": count}``
+        (string keys, as JSON keeps them); with one slab the final mesh's counts."""
+        counts = np.mean([np.bincount(self.meshes[s].level, minlength=self.mesh.root.max_level + 1)
+                          for s in self.disc.step_slab], axis=0)
+        return {str(level): int(round(count)) for level, count in enumerate(counts) if count > 0}
 
 
 @dataclass
@@ -176,9 +202,11 @@ class AMR:
             near square); the first mesh is uniform at ``min_level``. None: the level ``L`` of the
             problem's grid (``shape_d = root_shape_d 2^L``) and ``max(max_level - 2, 0)``.
         tol: target of the indicator (``mark``: refine leaves over ``tol / M``), or None.
-        budget: most leaves after an adaptation, or None; with ``tol`` also None, 30 % of the
-            uniform ``max_level`` mesh.
-        adaptations: most mesh changes; the solve stops earlier once marking leaves the mesh as is.
+        budget: most leaves of a slab's mesh after an adaptation, or None; with ``tol`` also None,
+            30 % of the uniform ``max_level`` mesh.
+        adaptations: most mesh changes; the solve stops earlier once marking leaves the meshes as are.
+        slabs: time slabs, each with its own mesh (``amr_slabs.py``), in ``[1, Nt]``; 1: one mesh
+            for the whole horizon.
         indicator: ``"jump"`` or ``"gradient"`` (``error_indicator``).
         kernels: tree kernels, ``"auto"``, ``"numba"`` or ``"numpy"``.
 
@@ -198,6 +226,7 @@ class AMR:
     tol: float | None = None
     budget: int | None = None
     adaptations: int = 4
+    slabs: int = 1
     indicator: str = "jump"
     kernels: str = "auto"
     name = "amr"
@@ -215,6 +244,7 @@ class AMR:
         if self.budget is not None:
             self.budget = check_int("budget", self.budget, 1)
         self.adaptations = check_int("adaptations", self.adaptations, 0)
+        self.slabs = check_int("slabs", self.slabs, 1)
         check_choice("indicator", self.indicator, INDICATOR_KINDS)
         check_choice("kernels", self.kernels, KERNELS)
 
@@ -222,7 +252,8 @@ class AMR:
     def options(self) -> dict[str, Any]:
         """The settings, as ``Diagnostics.options["strategy"]`` records them."""
         return {"max_level": self.max_level, "min_level": self.min_level, "tol": self.tol,
-                "budget": self.budget, "adaptations": self.adaptations, "indicator": self.indicator}
+                "budget": self.budget, "adaptations": self.adaptations, "slabs": self.slabs,
+                "indicator": self.indicator}
 
     def resolved(self, problem: MFGProblem) -> AMR:
         """A copy with the defaults filled for ``problem`` (levels from its grid, the budget);
@@ -235,7 +266,9 @@ class AMR:
         budget = self.budget
         if budget is None and self.tol is None and max_level > min_level:
             budget = max(1, math.ceil(BUDGET_SHARE * len(probe) * 2 ** (problem.ndim * max_level)))
-        return AMR(max_level, min_level, self.tol, budget, self.adaptations, self.indicator, self.kernels)
+        slab_edges(problem.time.Nt, self.slabs)  # ValueError unless slabs <= Nt
+        return AMR(max_level, min_level, self.tol, budget, self.adaptations, self.slabs, self.indicator,
+                   self.kernels)
 
     def first_mesh(self, problem: MFGProblem) -> TreeMesh:
         """The uniform ``min_level`` mesh on the problem's box; checks the grid is a level of the tree."""
@@ -253,24 +286,37 @@ class AMR:
         converge; with ``allow_unconverged`` an unconverged solve ends the loop, flagged."""
         amr = self.resolved(problem)
         policy = FixedPoint() if policy is None else coupling_policy(policy)
-        mesh = amr.first_mesh(problem)
+        edges = slab_edges(problem.time.Nt, amr.slabs)
+        meshes = [amr.first_mesh(problem)] * amr.slabs
         marching, m, rounds, moved = TreeMarching(), None, [], 0.0
         for k in range(amr.adaptations + 1):
-            m0 = grid_to_leaves(problem.grid, mesh, problem.m0)
-            tree = TreeMFG(problem, mesh, m0, newton_tol=newton_tol)
-            record = run_coupling(tree, marching, marching, policy, tol=tol, max_iter=max_iter, m_init=m,
+            disc = SlabMFG(problem, meshes, edges, grid_to_leaves(problem.grid, meshes[0], problem.m0),
+                           newton_tol=newton_tol)
+            record = run_coupling(disc, marching, marching, policy, tol=tol, max_iter=max_iter, m_init=m,
                                   inexact=False, callbacks=list(callbacks),
                                   allow_unconverged=allow_unconverged)
-            rounds.append((len(mesh), record.iterations, float(record.residuals[-1])))
+            mean = float(np.mean([disc.sizes[s] for s in disc.step_slab]))
+            rounds.append((mean, record.iterations, float(record.residuals[-1])))
             settled = record.converged or record.stopped_by == "floor"
             if k == amr.adaptations or amr.min_level == amr.max_level or not settled:
                 break
-            eta = error_indicator(mesh, record.u, record.m, kind=amr.indicator)
-            marks = mark(mesh, eta, tol=amr.tol, budget=amr.budget)
-            new = mesh.adapt(marks.refine, marks.coarsen)
-            if new == mesh:
+            new = amr.adapted(disc, record.u, record.m)
+            if new == meshes:
                 break
-            m = LeafMap.between(mesh, new).transfer(record.m)
-            moved = max(moved, float(np.abs(m @ new.volumes - record.m @ mesh.volumes).max()))
-            mesh = new
-        return AMRResult(mesh, record.u, record.m, record, problem, tree, rounds, moved)
+            m, worst = disc.moved(record.m, new)
+            moved, meshes = max(moved, worst), new
+        return AMRResult(meshes, edges, record.u, record.m, record, problem, disc, rounds, moved)
+
+    def adapted(self, disc: SlabMFG, u: np.ndarray, m: np.ndarray) -> list[TreeMesh]:
+        """Each slab's mesh adapted to ``u`` and ``m`` (Nt+1, W) over the slab's own time levels
+        (``error_indicator``, its largest over them; one weight per field for all slabs) and marked
+        by ``mark`` (``tol``, ``budget`` per mesh)."""
+        weights = [1.0 / top if (top := float(np.abs(a).max())) > 0 else 1.0 for a in (u, m)]
+        out = []
+        for s, mesh in enumerate(disc.meshes):
+            size = len(mesh)
+            eta = error_indicator(mesh, u[disc.u_slab == s, :size], m[disc.m_slab == s, :size],
+                                  kind=self.indicator, weights=weights)
+            marks = mark(mesh, eta, tol=self.tol, budget=self.budget)
+            out.append(mesh.adapt(marks.refine, marks.coarsen))
+        return out

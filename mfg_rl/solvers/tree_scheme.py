@@ -314,12 +314,14 @@ class TreeMFG:
     def matrices(self, u: np.ndarray, m: np.ndarray) -> list[Any]:
         """The Newton matrices ``J_n = I/dt + A(u^n)`` with the crowd ``m^{n+1}``, n = 0..Nt-1
         (``Tridiagonal`` on a tridiagonal tree, CSC otherwise)."""
+        return [self.matrix(u[n], m[n + 1]) for n in range(self.Nt)]
+
+    def matrix(self, u_n: np.ndarray, m_next: np.ndarray) -> Any:
+        """One Newton matrix ``J_n = I/dt + A(u^n)`` with the crowd ``m^{n+1}`` (arrays (M,))."""
         if self.scheme.tridiagonal:
-            scheme = self.scheme
-            return [scheme.apply_tridiagonal(u[n], m[n + 1], scheme.bind(m[n + 1]), 1.0 / self.dt)[1]
-                    for n in range(self.Nt)]
-        identity = sp.identity(u.shape[-1], format="csr") / self.dt
-        return [(self.scheme.apply(u[n], m[n + 1])[1] + identity).tocsc() for n in range(self.Nt)]
+            return self.scheme.apply_tridiagonal(u_n, m_next, self.scheme.bind(m_next), 1.0 / self.dt)[1]
+        identity = sp.identity(len(u_n), format="csr") / self.dt
+        return (self.scheme.apply(u_n, m_next)[1] + identity).tocsc()
 
     def fp(self, matrices: list) -> np.ndarray:
         """March FP forward from ``m0`` with the matrices ``J_n`` (``hjb(...).steps`` or ``matrices``):
