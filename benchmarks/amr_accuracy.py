@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--share", type=float, default=0.3, help="AMR budget, share of the level L + 1 cells")
     parser.add_argument("--adaptations", type=int, default=4)
     parser.add_argument("--slabs", type=int, default=1, help="AMR time slabs, one mesh each")
+    parser.add_argument("--round-tol", type=float, default=None, help="AMR: tolerance of the steering solves")
     parser.add_argument("--coarsest", type=int, default=None, help="AMR min_level (default L - 1)")
     parser.add_argument("--tol", type=float, default=1e-8)
     parser.add_argument("--repeat", type=int, default=1)
@@ -104,7 +105,8 @@ def main() -> None:
     coarsest = level - 1 if args.coarsest is None else args.coarsest
     args.coarsest = coarsest
     amr = AMR(max_level=level + 1, min_level=coarsest, budget=max(1, int(args.share * rows[1][1])),
-              adaptations=args.adaptations, slabs=args.slabs)
+              adaptations=args.adaptations, slabs=args.slabs,
+              round_tol=args.round_tol)
 
     def adaptive():  # what solve(method=amr, coupling="auto") runs, with the final mesh kept
         out = amr.solve(problem, Anderson(), tol=args.tol)

@@ -96,7 +96,10 @@ def test_solve_with_amr_at_the_grid_level_is_the_uniform_solve(name: str) -> Non
     refined = solve(problem, method=AMR(max_level=5, min_level=3, tol=1e-300, kernels="numpy"),
                     coupling="fixed_point", tol=1e-11, progress=False)  # refines everything, 8 -> 16 -> 32
     assert refined.diagnostics.options["strategy"]["leaves"] == {"5": 32}
-    assert [r[0] for r in refined.diagnostics.options["strategy"]["rounds"]] == [8, 16, 32]
+    rounds = refined.diagnostics.options["strategy"]["rounds"]
+    assert [r[0] for r in rounds] == [8, 16, 32, 32]  # steered to round_tol, then the final mesh to tol
+    assert max(r[2] for r in rounds[:-1]) <= 1e-4 < 1e3 * min(r[2] for r in rounds[:-1])
+    assert rounds[-1][2] <= 1e-11
     for amr, atol in ((uniform, 1e-10), (refined, 1e-9)):  # refined: started from another iterate, tol 1e-11
         assert amr.diagnostics.method == "amr" and amr.diagnostics.converged
         np.testing.assert_allclose(amr.u.numpy(), eq.u.numpy(), rtol=0, atol=atol)
@@ -215,8 +218,10 @@ def test_slab_meshes_adapt_apart_and_keep_mass_exact(name: str, closed: bool) ->
                                atol=1e-12)
 
 
-def test_bad_slabs_are_refused_before_work() -> None:
+def test_bad_slabs_or_round_tol_are_refused_before_work() -> None:
     with pytest.raises(ValueError, match="slabs"):
         AMR(max_level=5, min_level=3, slabs=0)
+    with pytest.raises(ValueError, match="round_tol"):
+        AMR(max_level=5, min_level=3, round_tol=0.0)
     with pytest.raises(ValueError, match=r"slabs must be an integer in \[1, Nt=4\]"):
         AMR(max_level=5, min_level=3, slabs=5).solve(problems.make("crowd-exit-1d", Nx=32, Nt=4))

@@ -207,6 +207,9 @@ class AMR:
         adaptations: most mesh changes; the solve stops earlier once marking leaves the meshes as are.
         slabs: time slabs, each with its own mesh (``amr_slabs.py``), in ``[1, Nt]``; 1: one mesh
             for the whole horizon.
+        round_tol: coupling tolerance of the solves that only steer an adaptation (``max(tol,
+            round_tol)``); the last solve, on the final meshes, goes to ``tol``. None: every solve to
+            ``tol``.
         indicator: ``"jump"`` or ``"gradient"`` (``error_indicator``).
         kernels: tree kernels, ``"auto"``, ``"numba"`` or ``"numpy"``.
 
@@ -227,6 +230,7 @@ class AMR:
     budget: int | None = None
     adaptations: int = 4
     slabs: int = 1
+    round_tol: float | None = 1e-4
     indicator: str = "jump"
     kernels: str = "auto"
     name = "amr"
@@ -245,6 +249,8 @@ class AMR:
             self.budget = check_int("budget", self.budget, 1)
         self.adaptations = check_int("adaptations", self.adaptations, 0)
         self.slabs = check_int("slabs", self.slabs, 1)
+        if self.round_tol is not None:
+            self.round_tol = check_real("round_tol", self.round_tol, 0.0, open_low=True)
         check_choice("indicator", self.indicator, INDICATOR_KINDS)
         check_choice("kernels", self.kernels, KERNELS)
 
@@ -253,7 +259,7 @@ class AMR:
         """The settings, as ``Diagnostics.options["strategy"]`` records them."""
         return {"max_level": self.max_level, "min_level": self.min_level, "tol": self.tol,
                 "budget": self.budget, "adaptations": self.adaptations, "slabs": self.slabs,
-                "indicator": self.indicator}
+                "round_tol": self.round_tol, "indicator": self.indicator}
 
     def resolved(self, problem: MFGProblem) -> AMR:
         """A copy with the defaults filled for ``problem`` (levels from its grid, the budget);
@@ -267,8 +273,8 @@ class AMR:
         if budget is None and self.tol is None and max_level > min_level:
             budget = max(1, math.ceil(BUDGET_SHARE * len(probe) * 2 ** (problem.ndim * max_level)))
         slab_edges(problem.time.Nt, self.slabs)  # ValueError unless slabs <= Nt
-        return AMR(max_level, min_level, self.tol, budget, self.adaptations, self.slabs, self.indicator,
-                   self.kernels)
+        return AMR(max_level, min_level, self.tol, budget, self.adaptations, self.slabs, self.round_tol,
+                   self.indicator, self.kernels)
 
     def first_mesh(self, problem: MFGProblem) -> TreeMesh:
         """The uniform ``min_level`` mesh on the problem's box; checks the grid is a level of the tree."""
@@ -289,22 +295,27 @@ class AMR:
         edges = slab_edges(problem.time.Nt, amr.slabs)
         meshes = [amr.first_mesh(problem)] * amr.slabs
         marching, m, rounds, moved = TreeMarching(), None, [], 0.0
-        for k in range(amr.adaptations + 1):
-            disc = SlabMFG(problem, meshes, edges, grid_to_leaves(problem.grid, meshes[0], problem.m0),
-                           newton_tol=newton_tol)
-            record = run_coupling(disc, marching, marching, policy, tol=tol, max_iter=max_iter, m_init=m,
+        k, final = 0, amr.min_level == amr.max_level
+        while True:
+            final = final or k == amr.adaptations
+            goal = tol if final or amr.round_tol is None else max(tol, amr.round_tol)
+            m0 = grid_to_leaves(problem.grid, meshes[0], problem.m0)
+            disc = SlabMFG(problem, meshes, edges, m0, newton_tol=newton_tol)
+            record = run_coupling(disc, marching, marching, policy, tol=goal, max_iter=max_iter, m_init=m,
                                   inexact=False, callbacks=list(callbacks),
                                   allow_unconverged=allow_unconverged)
             mean = float(np.mean([disc.sizes[s] for s in disc.step_slab]))
             rounds.append((mean, record.iterations, float(record.residuals[-1])))
-            settled = record.converged or record.stopped_by == "floor"
-            if k == amr.adaptations or amr.min_level == amr.max_level or not settled:
+            if final or not (record.converged or record.stopped_by == "floor"):
                 break
             new = amr.adapted(disc, record.u, record.m)
-            if new == meshes:
-                break
+            if new == meshes:  # settled: one more solve on it, to tol, unless this one was
+                if goal == tol:
+                    break
+                final, m = True, record.m
+                continue
             m, worst = disc.moved(record.m, new)
-            moved, meshes = max(moved, worst), new
+            moved, meshes, k = max(moved, worst), new, k + 1
         return AMRResult(meshes, edges, record.u, record.m, record, problem, disc, rounds, moved)
 
     def adapted(self, disc: SlabMFG, u: np.ndarray, m: np.ndarray) -> list[TreeMesh]:
