@@ -78,7 +78,8 @@ def main() -> None:
     parser.add_argument("--share", type=float, default=0.3, help="AMR budget, share of the level L + 1 cells")
     parser.add_argument("--adaptations", type=int, default=4)
     parser.add_argument("--slabs", type=int, default=1, help="AMR time slabs, one mesh each")
-    parser.add_argument("--round-tol", type=float, default=None, help="AMR: tolerance of the steering solves")
+    parser.add_argument("--round-tol", type=float, default=AMR.round_tol,
+                        help="AMR: tolerance of the solves that steer an adaptation")
     parser.add_argument("--coarsest", type=int, default=None, help="AMR min_level (default L - 1)")
     parser.add_argument("--tol", type=float, default=1e-8)
     parser.add_argument("--repeat", type=int, default=1)

@@ -116,6 +116,7 @@ class TreeScheme:
             self._band = self._rows + M * (self._cols - self._rows + 1)
             self._diffusion_bands = np.bincount(coo.row + M * (coo.col - coo.row + 1), coo.data,
                                                 minlength=3 * M)
+            self._diffusion_tridiagonal = Tridiagonal(*self._diffusion_bands.reshape(3, M))
 
     # -- the fixed parts ------------------------------------------------------------------
     def _build_slopes(self, boundary: tuple, exit_cost: float) -> None:
@@ -181,8 +182,10 @@ class TreeScheme:
         M, d = len(self.mesh), self.ndim
         p = np.bincount(self._slot, self._a * u[self._leaf] + self._b * u[self._nb] + self._c,
                         minlength=2 * d * M).reshape(M, d, 2)
-        active = np.stack([np.maximum(p[..., 0], 0.0), np.minimum(p[..., 1], 0.0)], axis=-1)
-        return active.reshape(-1), np.sum(active * active, axis=(1, 2))
+        np.maximum(p[..., 0], 0.0, out=p[..., 0])
+        np.minimum(p[..., 1], 0.0, out=p[..., 1])
+        active = p.reshape(-1)
+        return active, (active * active).reshape(M, 2 * d).sum(axis=1)
 
     def bind(self, m: np.ndarray) -> Callable[[Any], tuple[Any, Any]]:
         """``s -> (psi, g)`` on the leaves with the crowd ``m`` fixed."""
@@ -209,7 +212,7 @@ class TreeScheme:
         ``shift I + A`` (``Tridiagonal``), the same numbers as the CSR Jacobian without building it."""
         active, s = self.slopes(u)
         psi, g = bound(s)
-        value = self.diffusion @ u + self.diffusion_constant + psi
+        value = self._diffusion_tridiagonal @ u + self.diffusion_constant + psi
         factor = (g + 0.0 * u)[self._leaf] * active[self._slot]
         M = len(self.mesh)
         bands = self._diffusion_bands + np.bincount(self._band, np.concatenate([factor * self._a,
@@ -273,7 +276,7 @@ class TreeMFG:
         (``DiscreteMFG``'s rule)."""
         dt = self.dt
         bound = self.scheme.bind(m_next)
-        identity = sp.identity(len(u_next), format="csr") / dt
+        identity = None if self.scheme.tridiagonal else sp.identity(len(u_next), format="csr") / dt
 
         def residual(u: np.ndarray) -> tuple[np.ndarray, Any, np.ndarray]:
             if self.scheme.tridiagonal:
