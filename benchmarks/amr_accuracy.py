@@ -8,6 +8,10 @@ One problem, one time grid (``Nt`` fixed, so only space is refined). Solved by `
   ``coupling="auto"`` runs on a tree);
 - a uniform reference at level ``L + 3``, two levels finer than AMR's finest.
 
+With ``--oracle SHARE``, one more row: a single solve on per-slab meshes refined where the
+reference's ``m`` exceeds ``SHARE`` of its largest value (``--oracle-slabs`` slabs), the mesh an
+indicator that knew the answer would pick: a bound on what marking can reach at that cell count.
+
 Error of ``m``: ``max_n sum_cells vol |m^n - <m_ref^n>|`` (L1 in space, max over time), with
 ``<m_ref>`` the reference's cell averages on the solution's own cells (its grid or its leaves,
 ``grid_to_leaves``, conservative); error of ``u`` the same in the max norm. Seconds: wall time of
@@ -34,8 +38,9 @@ import numpy as np  # noqa: E402
 
 from mfg_rl import problems, solve  # noqa: E402
 from mfg_rl.core.tree_mesh import TreeMesh  # noqa: E402
-from mfg_rl.solvers.amr import AMR, grid_to_leaves  # noqa: E402
-from mfg_rl.solvers.coupling import Anderson  # noqa: E402
+from mfg_rl.solvers.amr import AMR, TreeMarching, grid_to_leaves  # noqa: E402
+from mfg_rl.solvers.amr_slabs import SlabMFG, slab_edges  # noqa: E402
+from mfg_rl.solvers.coupling import Anderson, run_coupling  # noqa: E402
 
 SHARP = {"crowd-exit-1d": {"sigma": 0.05, "m0_width": 0.03}, "crowd-2d": {"sigma": 0.1, "m0_width": 0.05}}
 
@@ -70,6 +75,26 @@ def errors(reference, ref_problem, u_meshes: list[TreeMesh], m_meshes: list[Tree
     return err_m, err_u
 
 
+def oracle_meshes(reference, ref_problem, problem, coarsest: int, finest: int, edges: np.ndarray,
+                  share: float) -> list[TreeMesh]:
+    """Per slab, the uniform ``coarsest`` mesh refined level by level up to ``finest`` on the leaves
+    where the reference's ``m`` (its largest over the slab's time levels) exceeds ``share`` of its
+    largest value: the mesh an indicator that knew the answer would pick."""
+    m_ref = reference.m.numpy()
+    m_ref = m_ref.reshape(len(m_ref), -1)
+    centres = np.stack([a.ravel() for a in ref_problem.grid.mesh()], axis=1)
+    meshes = []
+    for start, stop in zip(edges[:-1], edges[1:], strict=True):
+        peak = m_ref[start: stop + 1].max(axis=0)
+        mesh = TreeMesh.from_grid(problem.grid, min_level=coarsest, max_level=finest, kernels="numpy")
+        for _ in range(finest - coarsest):
+            top = np.zeros(len(mesh))
+            np.maximum.at(top, mesh.locate(centres), peak)  # the reference's cells are finer than any leaf
+            mesh = mesh.refine((top > share * m_ref.max()) & (mesh.level < finest))
+        meshes.append(mesh)
+    return meshes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problem", default="crowd-exit-1d")
@@ -80,7 +105,13 @@ def main() -> None:
     parser.add_argument("--slabs", type=int, default=1, help="AMR time slabs, one mesh each")
     parser.add_argument("--round-tol", type=float, default=AMR.round_tol,
                         help="AMR: tolerance of the solves that steer an adaptation")
+    parser.add_argument("--indicator", default="jump", help="AMR indicator: jump, gradient or density")
+    parser.add_argument("--amr-tol", type=float, default=None,
+                        help="AMR tol (density: refine over AMR_TOL x max m); given, no budget")
     parser.add_argument("--coarsest", type=int, default=None, help="AMR min_level (default L - 1)")
+    parser.add_argument("--oracle", type=float, default=None,
+                        help="also solve once on meshes refined where the reference's m > ORACLE x max")
+    parser.add_argument("--oracle-slabs", type=int, default=10, help="time slabs of the oracle meshes")
     parser.add_argument("--tol", type=float, default=1e-8)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--smooth", action="store_true", help="catalogue parameters, no sharp front")
@@ -105,8 +136,9 @@ def main() -> None:
     problem = make(args.problem, level + 1, args.Nt, params)
     coarsest = level - 1 if args.coarsest is None else args.coarsest
     args.coarsest = coarsest
-    amr = AMR(max_level=level + 1, min_level=coarsest, budget=max(1, int(args.share * rows[1][1])),
-              adaptations=args.adaptations, slabs=args.slabs,
+    budget = None if args.amr_tol is not None else max(1, int(args.share * rows[1][1]))
+    amr = AMR(max_level=level + 1, min_level=coarsest, tol=args.amr_tol, budget=budget,
+              indicator=args.indicator, adaptations=args.adaptations, slabs=args.slabs,
               round_tol=args.round_tol)
 
     def adaptive():  # what solve(method=amr, coupling="auto") runs, with the final mesh kept
@@ -120,11 +152,24 @@ def main() -> None:
                  *errors(reference, ref_problem, [result.meshes[s] for s in disc.u_slab],
                          [result.meshes[s] for s in disc.m_slab], result.u, result.m), seconds,
                  sum(r[1] for r in result.rounds)))
+    if args.oracle is not None:
+        edges = slab_edges(args.Nt, args.oracle_slabs)
+        meshes = oracle_meshes(reference, ref_problem, problem, coarsest, level + 1, edges, args.oracle)
+        disc = SlabMFG(problem, meshes, edges, grid_to_leaves(problem.grid, meshes[0], problem.m0))
+        record, seconds = timed(args.repeat, lambda: run_coupling(
+            disc, TreeMarching(), TreeMarching(), Anderson(), tol=args.tol, max_iter=500, inexact=False))
+        mean = float(np.mean([disc.sizes[s] for s in disc.step_slab]))
+        rows.append((f"oracle S={args.oracle_slabs}", mean, *errors(
+            reference, ref_problem, [meshes[s] for s in disc.u_slab], [meshes[s] for s in disc.m_slab],
+            record.u, record.m), seconds, record.iterations))
     print(f"{'':16s} {'cells':>7s} {'L1 err m':>10s} {'max err u':>10s} {'seconds':>8s} {'iters':>6s} "
           f"{'ms/iter/cell':>12s}")
     for name, n, em, eu, s, it in rows:
         print(f"{name:16s} {n:7.1f} {em:10.3e} {eu:10.3e} {s:8.2f} {it:6d} {1e3 * s / it / n:12.4f}")
     fine, adaptive = rows[1], rows[2]
+    if args.oracle is not None:
+        print(f"oracle: per slab, {coarsest}..{level + 1} refined where the reference's m > {args.oracle:g} "
+              "x its max (one solve on meshes that know the answer: a bound on what marking can reach)")
     print(f"AMR / uniform L={level + 1}: cells {adaptive[1] / fine[1]:.0%} (target <= 30 %), "
           f"seconds {adaptive[4] / fine[4]:.0%} (target <= 50 %), error of m {adaptive[2] / fine[2]:.2f}x "
           f"(target <= 1)")

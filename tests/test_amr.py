@@ -11,6 +11,7 @@ from mfg_rl.core import Grid
 from mfg_rl.core.tree_mesh import TreeMesh
 from mfg_rl.core.tree_transfer import LeafMap
 from mfg_rl.solvers.amr import AMR, grid_to_leaves, interpolate_to_grid, leaves_to_grid
+from mfg_rl.solvers.amr_marking import error_indicator, mark
 from mfg_rl.solvers.coupling import FixedPoint
 from mfg_rl.solvers.registry import STRATEGIES
 
@@ -225,3 +226,32 @@ def test_bad_slabs_or_round_tol_are_refused_before_work() -> None:
         AMR(max_level=5, min_level=3, round_tol=0.0)
     with pytest.raises(ValueError, match=r"slabs must be an integer in \[1, Nt=4\]"):
         AMR(max_level=5, min_level=3, slabs=5).solve(problems.make("crowd-exit-1d", Nx=32, Nt=4))
+
+
+def test_density_indicator_marks_where_the_field_is() -> None:
+    mesh = TreeMesh.uniform([(0.0, 1.0)], min_level=3, max_level=6, kernels="numpy")
+    m = np.stack([np.exp(-((mesh.centres[:, 0] - c) / 0.05) ** 2) for c in (0.3, 0.4)])  # a crowd that moves
+    eta = error_indicator(mesh, m, kind="density")
+    np.testing.assert_allclose(eta, np.abs(m).max(axis=0) / np.abs(m).max(), rtol=1e-15)
+    marks = mark(mesh, eta, above=0.01)
+    np.testing.assert_array_equal(marks.refine, eta > 0.01)
+    np.testing.assert_array_equal(marks.coarsen, eta < 0.0025)
+    assert 0 < marks.refine.sum() < len(mesh) and marks.coarsen.any()
+    with pytest.raises(ValueError, match="not both"):
+        mark(mesh, eta, tol=1.0, above=0.01)
+    with pytest.raises(ValueError, match="above must be"):
+        mark(mesh, eta, above=0.0)
+
+
+def test_density_marking_per_slab_refines_where_the_crowd_is_then() -> None:
+    problem = problems.make("crowd-exit-1d", Nx=64, Nt=12, sigma=0.05, m0_width=0.03)
+    result = AMR(max_level=6, min_level=3, tol=0.01, indicator="density", slabs=4,
+                 kernels="numpy").solve(problem, tol=1e-8)
+    disc = result.disc
+    assert result.coupling.converged and result.transfer_mass_error < 1e-12
+    assert result.mean_leaves() < 0.8 * 64 and any(a != b for a, b in zip(result.meshes, result.meshes[1:],
+                                                                             strict=False))
+    top = np.abs(result.m).max()
+    for k in range(problem.time.Nt + 1):  # the crowd sits on the finest leaves of its slab's mesh
+        mesh, m = result.meshes[disc.m_slab[k]], disc.m_level(result.m, k)
+        assert m[mesh.level < 6].max() <= 0.02 * top  # marked over 0.01 top by the steering solve

@@ -39,7 +39,7 @@ from mfg_rl.solvers.newton import Newton
 from mfg_rl.solvers.trajectory import HJBResult
 from mfg_rl.solvers.tree_scheme import TreeMFG
 
-INDICATOR_KINDS = ("jump", "gradient")
+INDICATOR_KINDS = ("jump", "gradient", "density")
 BUDGET_SHARE = 0.3  # default budget: this share of the uniform max_level mesh (issue 15's cell target)
 
 
@@ -201,7 +201,8 @@ class AMR:
         max_level, min_level: finest and coarsest leaf levels (``TreeMesh.from_grid``'s root cells,
             near square); the first mesh is uniform at ``min_level``. None: the level ``L`` of the
             problem's grid (``shape_d = root_shape_d 2^L``) and ``max(max_level - 2, 0)``.
-        tol: target of the indicator (``mark``: refine leaves over ``tol / M``), or None.
+        tol: target of the indicator (``mark``: refine leaves over ``tol / M``; with
+            ``indicator="density"``: over ``tol`` times the largest ``m``), or None.
         budget: most leaves of a slab's mesh after an adaptation, or None; with ``tol`` also None,
             30 % of the uniform ``max_level`` mesh.
         adaptations: most mesh changes; the solve stops earlier once marking leaves the meshes as are.
@@ -210,7 +211,9 @@ class AMR:
         round_tol: coupling tolerance of the solves that only steer an adaptation (``max(tol,
             round_tol)``); the last solve, on the final meshes, goes to ``tol``. None: every solve to
             ``tol``.
-        indicator: ``"jump"`` or ``"gradient"`` (``error_indicator``).
+        indicator: ``"jump"`` or ``"gradient"`` of ``u`` and ``m``, or ``"density"`` of ``m``
+            (``error_indicator``): refine where the crowd is, the leaves that can carry L1 error of
+            ``m`` (with ``slabs``, this matches the finest grid's error on crowd-exit-1d, README).
         kernels: tree kernels, ``"auto"``, ``"numba"`` or ``"numpy"``.
 
     Costs are evaluated at leaf centres (``TreeMFG``): a cost that sums over the grid's cells
@@ -323,11 +326,13 @@ class AMR:
         (``error_indicator``, its largest over them; one weight per field for all slabs) and marked
         by ``mark`` (``tol``, ``budget`` per mesh)."""
         weights = [1.0 / top if (top := float(np.abs(a).max())) > 0 else 1.0 for a in (u, m)]
+        density = self.indicator == "density"
         out = []
         for s, mesh in enumerate(disc.meshes):
             size = len(mesh)
-            eta = error_indicator(mesh, u[disc.u_slab == s, :size], m[disc.m_slab == s, :size],
-                                  kind=self.indicator, weights=weights)
-            marks = mark(mesh, eta, tol=self.tol, budget=self.budget)
+            fields = [u[disc.u_slab == s, :size], m[disc.m_slab == s, :size]]
+            eta = error_indicator(mesh, *fields[density:], kind=self.indicator, weights=weights[density:])
+            marks = mark(mesh, eta, tol=None if density else self.tol, above=self.tol if density else None,
+                         budget=self.budget)
             out.append(mesh.adapt(marks.refine, marks.coarsen))
         return out

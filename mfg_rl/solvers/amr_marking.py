@@ -2,8 +2,10 @@
 on its leaves, and the marking of leaves for a target error or a cell budget.
 
 Indicators (``backends/tree_indicators.py``): the gradient jump across faces (default) or
-the cell gradient, per leaf, in numpy or compiled with ``jax.jit``. Marking equidistributes:
-a mesh meets ``tol`` when every leaf has ``eta_K <= tol / M`` (then ``sum_K eta_K <= tol``).
+the cell gradient, per leaf, in numpy or compiled with ``jax.jit``; or ``"density"``, the field's
+own size ``|v_K|`` (for ``m``: where the crowd is, which bounds the L1 error of ``m`` a leaf can
+carry). Marking equidistributes: a mesh meets ``tol`` when every leaf has ``eta_K <= tol / M``
+(then ``sum_K eta_K <= tol``); or it refines every leaf ``above`` a level.
 
 Example:
     >>> import numpy as np
@@ -27,6 +29,7 @@ from mfg_rl.backends.tree_indicators import INDICATORS, indicator_jax, indicator
 from mfg_rl.core.tree_mesh import TreeMesh
 
 INDICATOR_KERNELS = ("numpy", "jax")
+KINDS = (*INDICATORS, "density")
 
 
 def error_indicator(mesh: TreeMesh, *fields: Any, kind: str = "jump", weights: Sequence[float] | None = None,
@@ -37,8 +40,9 @@ def error_indicator(mesh: TreeMesh, *fields: Any, kind: str = "jump", weights: S
     Args:
         mesh: the mesh the fields live on.
         fields: arrays ``(..., M)`` of cell averages, e.g. ``u`` and ``m`` of shape (Nt+1, M).
-        kind: ``"jump"`` (gradient jump across faces, ~ h |d^2 v|) or ``"gradient"``
-            (~ |grad v|); ``backends/tree_indicators.py`` gives the formulas.
+        kind: ``"jump"`` (gradient jump across faces, ~ h |d^2 v|), ``"gradient"``
+            (~ |grad v|; ``backends/tree_indicators.py`` gives both formulas) or ``"density"``
+            (``|v_K|``).
         weights: one per field; by default ``1 / max|field_i|`` (relative errors, so ``u`` and
             ``m`` count alike; 1 for a zero field).
         kernel: ``"numpy"`` (the default: no compilation per mesh size) or ``"jax"`` (jit).
@@ -48,8 +52,8 @@ def error_indicator(mesh: TreeMesh, *fields: Any, kind: str = "jump", weights: S
     """
     if not isinstance(mesh, TreeMesh):
         raise TypeError(f"mesh must be a TreeMesh, got {type(mesh).__name__}")
-    if kind not in INDICATORS:
-        raise ValueError(f"kind must be one of {', '.join(map(repr, INDICATORS))}, got {kind!r}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}")
     if kernel not in INDICATOR_KERNELS:
         raise ValueError(f"kernel must be one of {', '.join(map(repr, INDICATOR_KERNELS))}, got {kernel!r}")
     if not fields:
@@ -68,6 +72,8 @@ def error_indicator(mesh: TreeMesh, *fields: Any, kind: str = "jump", weights: S
     weights = [float(w) for w in weights]
     if len(weights) != len(arrays) or not all(np.isfinite(w) and w >= 0 for w in weights):
         raise ValueError(f"weights must be {len(arrays)} finite numbers >= 0 (one per field), got {weights}")
+    if kind == "density":
+        return sum(w * np.abs(a).max(axis=0) for w, a in zip(weights, arrays, strict=True))
     faces = mesh.faces
     run = indicator_numpy if kernel == "numpy" else indicator_jax
     eta = run(np.concatenate(arrays), faces.minus, faces.plus, faces.axis, faces.area, faces.normal_distance,
@@ -98,11 +104,13 @@ def _largest(n: int, fits: Callable[[int], bool]) -> int:
 
 
 def mark(mesh: TreeMesh, eta: Any, *, tol: float | None = None, budget: int | None = None,
-         coarsen_below: float = 0.25) -> Marks:
-    """Mark leaves for a target error ``tol``, a cell budget, or both.
+         coarsen_below: float = 0.25, above: float | None = None) -> Marks:
+    """Mark leaves for a target error ``tol``, a level ``above``, a cell budget, or a budget with either.
 
     - ``tol``: refine ``eta_K > tol / M`` unless ``sum_K eta_K <= tol`` already (the target
       is met), coarsen ``eta_K < coarsen_below tol / M`` (equidistribution).
+    - ``above``: refine ``eta_K > above``, coarsen ``eta_K < coarsen_below above`` (for
+      ``kind="density"``: refine where the crowd is); not with ``tol``.
     - ``budget``: at most ``budget`` leaves after ``mesh.adapt(marks.refine, marks.coarsen)``
       (2:1 balance included): the worst leaves among those marked (all with ``eta_K > 0`` when
       ``tol`` is None) are refined while the count fits; a mesh over budget coarsens its
@@ -114,6 +122,7 @@ def mark(mesh: TreeMesh, eta: Any, *, tol: float | None = None, budget: int | No
         mesh: the mesh.
         eta: indicator per leaf, shape (M,), finite, ``>= 0`` (``error_indicator``).
         tol: target error, ``> 0``, or None.
+        above: level of ``eta`` to refine over, ``> 0``, or None.
         budget: most leaves, an integer ``>=`` the leaves of the uniform ``min_level`` mesh, or None.
         coarsen_below: fraction of ``tol / M`` below which a leaf may be coarsened, in ``[0, 1)``.
 
@@ -127,8 +136,14 @@ def mark(mesh: TreeMesh, eta: Any, *, tol: float | None = None, budget: int | No
         raise ValueError(f"eta must have shape ({len(mesh)},) (one value per leaf), got {eta.shape}")
     if not (np.isfinite(eta).all() and (eta >= 0).all()):
         raise ValueError("eta must be finite and >= 0")
-    if tol is None and budget is None:
-        raise ValueError("mark needs a target error tol > 0, a cell budget, or both")
+    if tol is not None and above is not None:
+        raise ValueError(f"mark takes a target error tol or a level above, not both (got {tol!r}, {above!r})")
+    if above is not None:
+        if isinstance(above, bool) or not isinstance(above, (int, float, np.number)) \
+                or not np.isfinite(above) or above <= 0:
+            raise ValueError(f"above must be a finite number > 0, got {above!r}")
+    if tol is None and budget is None and above is None:
+        raise ValueError("mark needs a target error tol > 0, a level above > 0 or a cell budget (or both)")
     if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float, np.number))
                             or not np.isfinite(tol) or tol <= 0):
         raise ValueError(f"tol must be a finite number > 0, got {tol!r}")
@@ -147,6 +162,9 @@ def mark(mesh: TreeMesh, eta: Any, *, tol: float | None = None, budget: int | No
         threshold = tol / len(mesh)
         refine = (eta > threshold) & refinable & (eta.sum() > tol)
         coarsen = (eta < coarsen_below * threshold) & ~refine
+    elif above is not None:
+        refine = (eta > above) & refinable
+        coarsen = (eta < coarsen_below * above) & ~refine
     else:
         refine, coarsen = (eta > 0) & refinable, np.zeros(len(mesh), dtype=bool)
     if budget is None:
