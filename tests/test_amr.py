@@ -255,3 +255,22 @@ def test_density_marking_per_slab_refines_where_the_crowd_is_then() -> None:
     for k in range(problem.time.Nt + 1):  # the crowd sits on the finest leaves of its slab's mesh
         mesh, m = result.meshes[disc.m_slab[k]], disc.m_level(result.m, k)
         assert m[mesh.level < 6].max() <= 0.02 * top  # marked over 0.01 top by the steering solve
+
+
+def test_barycentric_finds_each_points_triangle_and_weights() -> None:
+    from scipy.spatial import Delaunay
+
+    from mfg_rl.solvers.amr import barycentric
+
+    grid = Grid([(0.0, 1.0)] * 2, (16, 16))
+    centres = mixed_mesh(grid, 4).centres
+    triangles = centres[Delaunay(centres).simplices]
+    points = np.random.default_rng(8).random((500, 2))
+    triangle, weights = barycentric(triangles, points, chunk=10_000)  # several chunks
+    inside = triangle >= 0
+    assert 0 < inside.sum() < len(points) and (weights[inside] >= -1e-12).all()
+    np.testing.assert_allclose(weights[inside].sum(axis=1), 1.0, atol=1e-13)
+    np.testing.assert_allclose(np.einsum("pk,pkd->pd", weights[inside], triangles[triangle[inside]]),
+                               points[inside], atol=1e-13)
+    lo, hi = centres.min(axis=0), centres.max(axis=0)
+    assert not inside[((points < lo) | (points > hi)).any(axis=1)].any()  # beyond the centres: none

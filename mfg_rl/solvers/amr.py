@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.interpolate import LinearNDInterpolator, NearestNDInterpolator
+from scipy.interpolate import NearestNDInterpolator
+from scipy.spatial import Delaunay
 
 from mfg_rl.checks import check_choice, check_int, check_real
 from mfg_rl.core import Grid, MFGProblem
@@ -122,10 +123,38 @@ def interpolate_to_grid(grid: Grid, mesh: TreeMesh, values: Any) -> np.ndarray:
         order = np.argsort(centres[:, 0])
         out = np.stack([np.interp(points[:, 0], centres[order, 0], row[order]) for row in rows.T], axis=1)
     else:
-        out = LinearNDInterpolator(centres, rows)(points)
-        outside = np.isnan(out[:, 0])
-        out[outside] = NearestNDInterpolator(centres, rows)(points[outside])
+        simplices = Delaunay(centres).simplices
+        triangle, weights = barycentric(centres[simplices], points)
+        inside = triangle >= 0
+        out = np.empty((len(points), rows.shape[1]))
+        out[inside] = np.einsum("pk,pkv->pv", weights[inside], rows[simplices[triangle[inside]]])
+        out[~inside] = NearestNDInterpolator(centres, rows)(points[~inside])
     return out.T.reshape(*values.shape[:-1], *grid.shape)
+
+
+def barycentric(triangles: np.ndarray, points: np.ndarray, chunk: int = 1 << 22,
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """``(triangle, weights)``: for each point ``(P, 2)`` the first of ``triangles`` ``(S, 3, 2)``
+    holding it (-1 if none; flat ones skipped) and its barycentric weights ``(P, 3)``, tested
+    against all triangles in chunks of ``chunk`` pairs. (``Delaunay.find_simplex`` computes its
+    barycentric maps by one LAPACK call per triangle, seconds when BLAS threads meet a busy CPU.)"""
+    a, e1, e2 = triangles[:, 0], triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0]
+    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    flat = np.abs(det) <= 1e-12 * np.abs(e1).max() * np.abs(e2).max()
+    det = np.where(flat, 1.0, det)
+    triangle, weights = np.full(len(points), -1), np.zeros((len(points), 3))
+    for part in np.array_split(np.arange(len(points)), max(1, len(points) * len(triangles) // chunk)):
+        d = points[part, None, :] - a  # (p, S, 2)
+        w1 = (d[..., 0] * e2[:, 1] - d[..., 1] * e2[:, 0]) / det
+        w2 = (e1[:, 0] * d[..., 1] - e1[:, 1] * d[..., 0]) / det
+        hit = (w1 >= -1e-12) & (w2 >= -1e-12) & (w1 + w2 <= 1.0 + 1e-12) & ~flat
+        first = hit.argmax(axis=1)
+        found = hit[np.arange(len(part)), first]
+        rows = np.arange(len(part))[found]
+        w1, w2 = w1[rows, first[found]], w2[rows, first[found]]
+        triangle[part[found]] = first[found]
+        weights[part[found]] = np.stack([1.0 - w1 - w2, w1, w2], axis=1)
+    return triangle, weights
 
 
 class TreeMarching:
