@@ -5,7 +5,9 @@ One problem, one time grid (``Nt`` fixed, so only space is refined). Solved by `
 
 - uniform grids at tree levels ``L`` and ``L + 1`` (``method="sequential"``, Anderson);
 - ``AMR(max_level=L + 1, min_level=L - 1, budget=...)`` (``method=AMR``, Anderson: what
-  ``coupling="auto"`` runs on a tree);
+  ``coupling="auto"`` runs on a tree); ``--coarsest``, ``--slabs``, ``--indicator``,
+  ``--amr-tol`` (then no budget) and ``--round-tol`` set its options. Its cells are leaves per
+  time step, averaged over the steps (each slab has its own mesh);
 - a uniform reference at level ``L + 3``, two levels finer than AMR's finest.
 
 With ``--oracle SHARE``, one more row: a single solve on per-slab meshes refined where the
@@ -21,7 +23,8 @@ Error of ``m``: ``max_n sum_cells vol |m^n - <m_ref^n>|`` (L1 in space, max over
 Usage::
 
     python benchmarks/amr_accuracy.py                                  # crowd-exit-1d, sharp front, L = 7
-    python benchmarks/amr_accuracy.py --problem crowd-2d --level 5 --Nt 20
+    python benchmarks/amr_accuracy.py --slabs 10 --indicator density --amr-tol 0.01 --coarsest 5 --oracle 0.01
+    python benchmarks/amr_accuracy.py --problem crowd-2d --level 4 --Nt 20
 """
 
 from __future__ import annotations
