@@ -19,12 +19,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
+
+from ab_trees import checkouts, compare  # benchmarks/ab_trees.py: the alternating A/B runner
 
 CASES = {
     "lq-1d 201x50 fixed_point": ("lq-1d", {"Nx": 201, "Nt": 50}, {"coupling": "fixed_point"}),
@@ -51,13 +47,6 @@ print(json.dumps(time.perf_counter() - start))
 """
 
 
-def run(tree: Path, case: tuple) -> float:
-    env = {**os.environ, "PYTHONPATH": str(tree)}  # this tree's mfg_rl before any installed one
-    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(case)], cwd=tree, capture_output=True,
-                         text=True, check=True, env=env)
-    return float(out.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", required=True, help="git revision to compare against")
@@ -65,25 +54,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="leave out the 128x128 crowd")
     parser.add_argument("--only", default="", help="run only the cases whose name contains this text")
     args = parser.parse_args()
-    here = Path(__file__).resolve().parents[1]
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp) / "baseline"
-        subprocess.run(["git", "worktree", "add", "--detach", str(base), args.baseline], cwd=here, check=True,
-                       capture_output=True)
-        try:
-            names = [name for name in (QUICK if args.quick else CASES) if args.only in name]
-            print(f"baseline {args.baseline} vs this tree, best of {args.repeats}")
-            print(f"{'case':36s} {'before s':>10s} {'after s':>10s} {'after/before':>13s}")
-            for name in names:
-                before, after = [], []
-                for _ in range(args.repeats):
-                    before.append(run(base, CASES[name]))
-                    after.append(run(here, CASES[name]))
-                ratio = min(after) / min(before)
-                flag = "  > 10 %" if ratio > 1.10 else ""
-                print(f"{name:36s} {min(before):10.3f} {min(after):10.3f} {ratio:13.2f}{flag}", flush=True)
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=here, check=False)
+    cases = {name: CASES[name] for name in (QUICK if args.quick else CASES) if args.only in name}
+    with checkouts(args.baseline) as trees:
+        print(f"baseline {args.baseline} vs this tree, best of {args.repeats}")
+        compare(trees, CHILD, cases, args.repeats, flag_above=1.10)
 
 
 if __name__ == "__main__":

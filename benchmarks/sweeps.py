@@ -33,12 +33,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
+
+from ab_trees import checkouts, compare  # benchmarks/ab_trees.py: the alternating A/B runner
 
 CASES = {
     "hjb sweep lq-1d 201x100 host": ("hjb", "host", {"Nx": 201, "Nt": 100}),
@@ -80,13 +76,6 @@ print(json.dumps(best))
 """
 
 
-def run(tree: Path, case: tuple) -> float:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(case)], cwd=tree, capture_output=True,
-                         text=True, check=True, env=env)
-    return float(out.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", required=True, help="git revision to compare against")
@@ -94,32 +83,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", default="", help="run only the cases whose name contains this text")
     args = parser.parse_args()
-    here = Path(__file__).resolve().parents[1]
-    with tempfile.TemporaryDirectory() as tmp:
-        trees = {"baseline": args.baseline, "after": args.after}
-        for name, revision in trees.items():
-            if revision:
-                subprocess.run(["git", "worktree", "add", "--detach", str(Path(tmp) / name), revision],
-                               cwd=here, check=True, capture_output=True)
-        base, after_tree = Path(tmp) / "baseline", Path(tmp) / "after" if args.after else here
-        try:
-            print(f"baseline {args.baseline} vs {args.after or 'this tree'}, torch on the CPU, "
-                  f"best of {args.repeats} x 3 runs")
-            print(f"{'case':40s} {'before s':>10s} {'after s':>10s} {'after/before':>13s}")
-            for name, case in CASES.items():
-                if args.only not in name:
-                    continue
-                before, after = [], []
-                for _ in range(args.repeats):
-                    before.append(run(base, case))
-                    after.append(run(after_tree, case))
-                ratio = min(after) / min(before)
-                print(f"{name:40s} {min(before):10.4f} {min(after):10.4f} {ratio:13.2f}", flush=True)
-        finally:
-            for name, revision in trees.items():
-                if revision:
-                    subprocess.run(["git", "worktree", "remove", "--force", str(Path(tmp) / name)], cwd=here,
-                                   check=False)
+    cases = {name: case for name, case in CASES.items() if args.only in name}
+    with checkouts(args.baseline, args.after) as trees:
+        print(f"baseline {args.baseline} vs {args.after or 'this tree'}, torch on the CPU, "
+              f"best of {args.repeats} x 3 runs")
+        compare(trees, CHILD, cases, args.repeats, width=40, digits=4)
 
 
 if __name__ == "__main__":
