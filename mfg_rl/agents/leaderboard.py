@@ -43,8 +43,9 @@ thread and 128 agents at the default grids, from measured throughput (steps/s, e
 included): PPO 13k (LQ1D), 11k (CrowdExit1D), 23k (SantaFeBar, BeachBar1D), 5.6k (Crowd2D);
 A2C 49-72k in 1D, 11k in 2D; SAC 350-800 (bound by its 32 updates per step); D-AFP about 3-4k in
 1D (PPO best responses plus its evaluations and regression, LQ1D 377k steps in 93-122 s, SantaFeBar
-755k in 156-174 s); OMD about 8-16k in 1D (LQ1D 256k in 28 s, SantaFeBar 1M in 62 s). Crowd2D rows
-of D-AFP and OMD are scaled from PPO's 2D/1D ratio, not measured."""
+755k in 156-174 s); OMD about 8-16k in 1D (LQ1D 256k in 28 s, SantaFeBar 1M in 62 s). The board of
+2026-12-05 measured the CPU seconds of a run (median of 4 seeds): D-AFP 26-42 s in 1D, 27 s on Crowd2D;
+OMD 37-70 s in 1D, 44 s on Crowd2D - room to double their budgets within two minutes."""
 DEFAULT_SEEDS = 4
 MAX_SEEDS = 1_000
 
