@@ -60,19 +60,15 @@ def _add_calibrate(subparsers: Any) -> None:
 
 def _run_calibrate(args: argparse.Namespace) -> int:
     from mfg_rl.solvers.calibration import calibrate
-    from mfg_rl.solvers.placement import KINDS, calibration_path
+    from mfg_rl.solvers.placement import KINDS
 
     devices = None if args.devices is None else [cli_checks.device(d, "--devices") for d in args.devices]
     try:
-        entries = calibrate(devices, kinds=args.kinds or KINDS, repeats=args.repeats)
+        calibrate(devices, kinds=args.kinds or KINDS, repeats=args.repeats)
     except (ValueError, ImportError) as exc:
         print(f"mfg-rl calibrate: {exc}", file=sys.stderr)
         return 1
-    for key, entry in entries.items():
-        shown = ", ".join(f"{kind} {'never' if w is None else f'from {w:.2e}'}"
-                          for kind, w in entry["crossover"].items())
-        print(f"{key}: torch faster than numpy: {shown}")
-    print(f"stored in {calibration_path()}")
+    print(f"solve(backend=None) now places: {_placement_summary()}")
     return 0
 
 
@@ -119,7 +115,23 @@ def _run_backends(args: argparse.Namespace) -> int:
             return 1
     print(f"\ncreate_backend() picks {messages[-1]}")
     print("choose with create_backend(name, device=..., dtype=...) or MFG_RL_BACKEND=<name>")
+    print(f"\nsolve(backend=None) places a solve by its size: {_placement_summary()}")
     return 0
+
+
+def _placement_summary() -> str:
+    """What this machine's placement calibration says (``mfg_rl.solvers.placement``)."""
+    from mfg_rl.solvers.placement import calibration_path, load_calibration
+
+    calibration = load_calibration()
+    if not calibration:
+        return "on numpy (no calibration here; `mfg-rl calibrate` measures where torch is faster)"
+    lines = [f"calibrated in {calibration_path()}"]
+    for key, entry in sorted(calibration.items()):
+        shown = ", ".join(f"{kind} {'never' if w is None else f'from work {w:.2e}'}"
+                          for kind, w in entry.get("crossover", {}).items())
+        lines.append(f"  torch on {key} ({entry.get('date', '?')}): {shown}; numpy below")
+    return "\n".join(lines)
 
 
 # -- list ---------------------------------------------------------------------------------

@@ -123,3 +123,14 @@ def test_cli_calibrate_refuses_bad_devices_and_kinds(cache: Path, capsys: pytest
     assert cli.main(["calibrate", "--devices", "cpu", "--kinds", "fdm-3d"]) == 1
     assert "kinds must be among fdm-1d, fdm-2d, particles" in capsys.readouterr().err
     assert not (cache / "placement.json").exists()
+
+
+def test_cli_backends_says_how_solves_are_placed(cache: Path, capsys: pytest.CaptureFixture) -> None:
+    from mfg_rl import cli
+
+    assert cli.main(["backends"]) == 0
+    assert "places a solve by its size: on numpy (no calibration here" in capsys.readouterr().out
+    (cache / "placement.json").write_text(json.dumps(forged({"fdm-1d": None, "particles": 2020})))
+    assert cli.main(["backends"]) == 0
+    out = capsys.readouterr().out
+    assert "torch on cpu (2026-12-04): fdm-1d never, particles from work 2.02e+03; numpy below" in out
