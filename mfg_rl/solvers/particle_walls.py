@@ -20,32 +20,19 @@ def fold(xp: Any, box: list[tuple[float, float]], boundary: Any, cols: list[Any]
     group, whatever the overshoot); particles beyond an exit side are removed and parked on
     the face so that they stay in the KDE's range with weight 0.
     """
-    for k, ((lo, hi), (low, high)) in enumerate(zip(box, boundary, strict=True)):
-        c, length = cols[k], hi - lo
+    for k, ((lo, hi), sides) in enumerate(zip(box, boundary, strict=True)):
+        c = cols[k]
         low_end, high_end = float(xp.min(c)), float(xp.max(c))
         if lo <= low_end and high_end <= hi:
             continue
         if not (math.isfinite(low_end) and math.isfinite(high_end)):  # before any index is formed
             raise SolverError("particle FP produced non-finite positions (NaN or infinite drift)")
-        if low == "periodic":
-            cols[k] = lo + xp.remainder(c - lo, length)
-            continue
-        if low == high == "no_flux":
-            r = xp.remainder(c - lo, 2.0 * length)
-            cols[k] = lo + xp.where(r > length, 2.0 * length - r, r)
-            continue
-        if low == "no_flux":
-            c = xp.where(c < lo, 2.0 * lo - c, c)
-        if high == "no_flux":
-            c = xp.where(c > hi, 2.0 * hi - c, c)
-        out = (c < lo) | (c > hi)
-        alive = xp.where(out, 0.0, alive)
-        cols[k] = xp.clip(c, min=lo, max=hi)
+        cols[k], alive = _fold_axis(xp, c, lo, hi, sides, alive)
     return alive
 
 
 def fold_on_device(xp: Any, box: list[tuple[float, float]], boundary: Any, cols: list[Any],
-                          alive: Any) -> tuple[Any, Any]:
+                   alive: Any) -> tuple[Any, Any]:
     """``fold`` with no host read: ``(alive, non-finite positions seen)``, a 0-d flag.
 
     Folds that ``fold`` applies only when a particle left the box are selected by
@@ -53,24 +40,29 @@ def fold_on_device(xp: Any, box: list[tuple[float, float]], boundary: Any, cols:
     low side, so no index is formed from them, and the sweep raises once, at its end, as ``fold`` does.
     """
     bad = False
-    for k, ((lo, hi), (low, high)) in enumerate(zip(box, boundary, strict=True)):
-        c, length = cols[k], hi - lo
+    for k, ((lo, hi), sides) in enumerate(zip(box, boundary, strict=True)):
+        c = cols[k]
         low_end, high_end = xp.min(c), xp.max(c)
         bad = bad | ~(xp.isfinite(low_end) & xp.isfinite(high_end))
         c = xp.where(xp.isfinite(c), c, lo)
-        left = (low_end < lo) | (high_end > hi)
-        if low == "periodic":
-            cols[k] = xp.where(left, lo + xp.remainder(c - lo, length), c)
-            continue
-        if low == high == "no_flux":
-            r = xp.remainder(c - lo, 2.0 * length)
-            cols[k] = xp.where(left, lo + xp.where(r > length, 2.0 * length - r, r), c)
-            continue
-        if low == "no_flux":  # with an exit the fold changes nobody inside the box: no test needed
-            c = xp.where(c < lo, 2.0 * lo - c, c)
-        if high == "no_flux":
-            c = xp.where(c > hi, 2.0 * hi - c, c)
-        out = (c < lo) | (c > hi)
-        alive = xp.where(out, 0.0, alive)
-        cols[k] = xp.clip(c, min=lo, max=hi)
+        folded, alive = _fold_axis(xp, c, lo, hi, sides, alive)
+        wraps = sides[0] == "periodic" or tuple(sides) == ("no_flux", "no_flux")  # moves particles inside too
+        cols[k] = xp.where((low_end < lo) | (high_end > hi), folded, c) if wraps else folded
     return alive, bad
+
+
+def _fold_axis(xp: Any, c: Any, lo: float, hi: float, sides: tuple[str, str], alive: Any) -> tuple[Any, Any]:
+    """One axis of ``fold``: ``(c folded into [lo, hi], alive with exited particles at 0)``."""
+    low, high = sides
+    length = hi - lo
+    if low == "periodic":
+        return lo + xp.remainder(c - lo, length), alive
+    if low == high == "no_flux":
+        r = xp.remainder(c - lo, 2.0 * length)
+        return lo + xp.where(r > length, 2.0 * length - r, r), alive
+    if low == "no_flux":
+        c = xp.where(c < lo, 2.0 * lo - c, c)
+    if high == "no_flux":
+        c = xp.where(c > hi, 2.0 * hi - c, c)
+    alive = xp.where((c < lo) | (c > hi), 0.0, alive)
+    return xp.clip(c, min=lo, max=hi), alive
