@@ -325,7 +325,8 @@ SOLVER_OBJECTS: dict[Any, dict[str, str]] = {
     Parareal: {"slices": "int", "coarse_factor": "int|None", "tol": "real", "max_iter": "int|None",
                "warm_start": "bool", "forcing": "real|None", "workers": "int|None"},
     AMR: {"max_level": "int|None", "min_level": "int|None", "tol": "real|None", "budget": "int|None",
-          "adaptations": "int", "indicator": "name", "kernels": "name"},
+          "adaptations": "int", "indicator": "name", "kernels": "name", "slabs": "int",
+          "round_tol": "real|None"},
 }
 
 
