@@ -67,14 +67,16 @@ def test_uniform_mesh_is_the_grid_scheme(name: str, kwargs: dict) -> None:
     tree = TreeMFG(problem, mesh, to_leaves(problem.m0, order, ndim))
     tree_sweep = tree.hjb(to_leaves(crowd, order, ndim))
     tree_m = tree.fp(tree_sweep.steps)
-    assert tree_sweep.newton_iterations == sweep.newton_iterations
+    if scheme.tridiagonal:  # plain Newton; elsewhere factors are reused (ChordSolve): more, cheaper steps
+        assert tree_sweep.newton_iterations == sweep.newton_iterations
     np.testing.assert_allclose(tree_sweep.u, to_leaves(sweep.u, order, ndim), rtol=0, atol=1e-12)
-    np.testing.assert_allclose(tree_m, to_leaves(m, order, ndim), rtol=0, atol=1e-12)
+    # Newton's target is 1e-12 of u's scale: plain Newton lands far below it, reused factors just below
+    np.testing.assert_allclose(tree_m, to_leaves(m, order, ndim), rtol=0, atol=1e-11 * np.abs(m).max())
     rebuilt = tree.matrices(tree_sweep.u, to_leaves(crowd, order, ndim))  # J_n from u and the crowd
     np.testing.assert_allclose(tree.fp(rebuilt), tree_m, rtol=0, atol=1e-12)
     for crowd_now in (crowd, m):  # the FP residual of the grid, also away from the FP solution
         assert abs(tree.fp_residual(tree_sweep.u, to_leaves(crowd_now, order, ndim))
-                   - disc.fp_residual(sweep.u, crowd_now)) < 1e-12
+                   - disc.fp_residual(sweep.u, crowd_now)) < 1e-11
 
 
 def refined_case(ndim: int, boundary: str) -> tuple[MFGProblem, TreeMesh, np.ndarray]:

@@ -16,7 +16,9 @@ Arrays live on the host (numpy, scipy CSR); leaves in the mesh's Morton order. O
 without periodic ends the Morton order is the order in ``x`` and every leaf has one neighbour per
 side, so the Jacobian is tridiagonal: ``TreeMFG`` then assembles its three bands
 (``TreeScheme.apply_tridiagonal``) and solves with LAPACK's ``gtsv`` (``Tridiagonal``), the same
-matrix as the CSR one without building it.
+matrix as the CSR one without building it. Any other tree sums the Jacobian's values into a CSC
+pattern fixed per mesh (``TreeScheme.apply_sparse``, ``SparseLU``), factorised once per matrix and
+reused by the FP step and by later Newton iterations (``tree_linear.ChordSolve``).
 """
 
 from __future__ import annotations
@@ -26,56 +28,14 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg.lapack import dgtsv
-from scipy.sparse.linalg import spsolve
 
 from mfg_rl.backends import create_backend
 from mfg_rl.core import MFGProblem
 from mfg_rl.core.tree_mesh import TreeMesh
-from mfg_rl.errors import SolverError
 from mfg_rl.solvers.discrete import MIN_NEWTON
 from mfg_rl.solvers.step_newton import newton, raise_for_status, round_off_floor
 from mfg_rl.solvers.trajectory import HJBResult
-
-
-class Tridiagonal:
-    """A tridiagonal matrix (M, M) by its bands: ``A[i, i-1] = lower[i]``, ``A[i, i] = diag[i]``,
-    ``A[i, i+1] = upper[i]`` (``lower[0]`` and ``upper[-1]`` unused, zero); arrays (M,)."""
-
-    def __init__(self, lower: np.ndarray, diag: np.ndarray, upper: np.ndarray) -> None:
-        self.lower, self.diag, self.upper = lower, diag, upper
-        self.shape = (len(diag), len(diag))
-
-    @property
-    def T(self) -> Tridiagonal:  # noqa: N802 (the matrix convention)
-        """The transpose: its lower band is ``A[i-1, i]``, its upper band ``A[i+1, i]``."""
-        zero = np.zeros(1)
-        return Tridiagonal(np.concatenate([zero, self.upper[:-1]]), self.diag,
-                           np.concatenate([self.lower[1:], zero]))
-
-    def __matmul__(self, v: np.ndarray) -> np.ndarray:
-        out = self.diag * v
-        out[1:] += self.lower[1:] * v[:-1]
-        out[:-1] += self.upper[:-1] * v[1:]
-        return out
-
-    def toarray(self) -> np.ndarray:
-        """The dense matrix (M, M)."""
-        return np.diag(self.diag) + np.diag(self.lower[1:], -1) + np.diag(self.upper[:-1], 1)
-
-    def solve(self, rhs: np.ndarray) -> np.ndarray:
-        """``A^-1 rhs`` (M,) by LAPACK ``gtsv`` (partial pivoting); SolverError if ``A`` is singular."""
-        if len(rhs) == 1:
-            return rhs / self.diag
-        *_, x, info = dgtsv(self.lower[1:], self.diag, self.upper[:-1], rhs)
-        if info != 0:
-            raise SolverError(f"tree step: the tridiagonal Jacobian is singular (gtsv info={info})")
-        return x
-
-
-def linear_solve(matrix: Any, rhs: np.ndarray) -> np.ndarray:
-    """``matrix^-1 rhs`` for a ``Tridiagonal`` (``gtsv``) or a scipy sparse matrix (``spsolve``)."""
-    return matrix.solve(rhs) if isinstance(matrix, Tridiagonal) else spsolve(sp.csc_matrix(matrix), rhs)
+from mfg_rl.solvers.tree_linear import ChordSolve, SparseLU, SparsePattern, Tridiagonal
 
 
 class TreeScheme:
@@ -117,6 +77,11 @@ class TreeScheme:
             self._diffusion_bands = np.bincount(coo.row + M * (coo.col - coo.row + 1), coo.data,
                                                 minlength=3 * M)
             self._diffusion_tridiagonal = Tridiagonal(*self._diffusion_bands.reshape(3, M))
+        else:
+            self._pattern = SparsePattern(np.concatenate([coo.row, self._rows]),
+                                          np.concatenate([coo.col, self._cols]), len(mesh))
+            self._diffusion_data = self._pattern.gather(np.concatenate([coo.data, np.zeros(len(self._rows))]))
+            self._drift_slots = self._pattern.slots[len(coo.data):]
 
     # -- the fixed parts ------------------------------------------------------------------
     def _build_slopes(self, boundary: tuple, exit_cost: float) -> None:
@@ -191,35 +156,51 @@ class TreeScheme:
         """``s -> (psi, g)`` on the leaves with the crowd ``m`` fixed."""
         return self.hamiltonian.bind(self.points, m)
 
+    def _value(self, u: np.ndarray, bound: Callable[[Any], tuple[Any, Any]]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(-nu Lap_h u + H_h(u, m) (M,), active slopes (2 d M,), g (M,))``."""
+        active, s = self.slopes(u)
+        psi, g = bound(s)
+        return self.diffusion @ u + self.diffusion_constant + psi, active, g + 0.0 * u
+
     def apply(self, u: np.ndarray, m: np.ndarray, bound: Callable[[Any], tuple[Any, Any]] | None = None,
               ) -> tuple[np.ndarray, sp.csr_matrix]:
         """``-nu Lap_h u + H_h(u, m)`` (M,) and its Jacobian ``A = d/du`` (M, M) without a time term."""
-        active, s = self.slopes(u)
-        psi, g = (self.bind(m) if bound is None else bound)(s)
-        value = self.diffusion @ u + self.diffusion_constant + psi
-        return value, self.diffusion + self.drift_jacobian(active, g + 0.0 * u)
-
-    def drift_jacobian(self, active: np.ndarray, g: np.ndarray) -> sp.csr_matrix:
-        """``d psi(S) / du = g dS/2 / du``: row ``i`` sums ``g_i active_slot dP_slot/du`` over its slots."""
-        factor = g[self._leaf] * active[self._slot]
-        vals = np.concatenate([factor * self._a, factor * self._b])
+        value, active, g = self._value(u, self.bind(m) if bound is None else bound)
         M = len(self.mesh)
-        return sp.csr_matrix((vals, (self._rows, self._cols)), shape=(M, M))
+        drift = sp.csr_matrix((self.drift_values(active, g), (self._rows, self._cols)), shape=(M, M))
+        return value, self.diffusion + drift
+
+    def drift_values(self, active: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """``d psi(S) / du = g dS/2 / du`` as entries at ``(_rows, _cols)`` (duplicates summed): row ``i``
+        sums ``g_i active_slot dP_slot/du`` over its slots."""
+        factor = g[self._leaf] * active[self._slot]
+        return np.concatenate([factor * self._a, factor * self._b])
 
     def apply_tridiagonal(self, u: np.ndarray, m: np.ndarray, bound: Callable[[Any], tuple[Any, Any]],
                           shift: float) -> tuple[np.ndarray, Tridiagonal]:
         """``apply`` on a tridiagonal tree (``self.tridiagonal``): the value (M,) and the bands of
         ``shift I + A`` (``Tridiagonal``), the same numbers as the CSR Jacobian without building it."""
-        active, s = self.slopes(u)
-        psi, g = bound(s)
-        value = self._diffusion_tridiagonal @ u + self.diffusion_constant + psi
-        factor = (g + 0.0 * u)[self._leaf] * active[self._slot]
+        value, active, g = self._value(u, bound)
         M = len(self.mesh)
-        bands = self._diffusion_bands + np.bincount(self._band, np.concatenate([factor * self._a,
-                                                                                factor * self._b]),
-                                                    minlength=3 * M)
+        bands = self._diffusion_bands + np.bincount(self._band, self.drift_values(active, g), minlength=3 * M)
         bands = bands.reshape(3, M)
         return value, Tridiagonal(bands[0], bands[1] + shift, bands[2])
+
+    def apply_sparse(self, u: np.ndarray, m: np.ndarray, bound: Callable[[Any], tuple[Any, Any]],
+                     shift: float) -> tuple[np.ndarray, SparseLU]:
+        """``apply`` on any other tree: the value (M,) and ``shift I + A`` on the mesh's fixed CSC
+        pattern (``SparseLU``), the same numbers as the CSR Jacobian."""
+        value, active, g = self._value(u, bound)
+        data = self._diffusion_data + np.bincount(self._drift_slots, self.drift_values(active, g),
+                                                  minlength=self._pattern.nnz)
+        data[self._pattern.diagonal] += shift
+        return value, SparseLU(self._pattern, data)
+
+    def step_jacobian(self, u: np.ndarray, m: np.ndarray, bound: Callable[[Any], tuple[Any, Any]],
+                      shift: float) -> tuple[np.ndarray, Tridiagonal | SparseLU]:
+        """``apply_tridiagonal`` on a tridiagonal tree, else ``apply_sparse``."""
+        return (self.apply_tridiagonal if self.tridiagonal else self.apply_sparse)(u, m, bound, shift)
 
     def control(self, u: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, ...]:
         """The scheme's optimal control ``alpha_d = -g(S) (max(P-, 0) + min(P+, 0))``, one (M,) array
@@ -258,6 +239,7 @@ class TreeMFG:
         self.newton_tol = newton_tol
         finest = np.asarray(mesh.root.finest_shape)
         self.max_newton = MIN_NEWTON + int(finest.sum()) if max_newton is None else max_newton
+        self.last_steps: dict[int, Any] = {}  # J_n of the last HJB sweep, per n: factorised by its FP step
 
     def _cost(self, cost: Callable[[Any, Any], Any], m: np.ndarray) -> np.ndarray:
         return np.asarray(cost(self.scheme.points, m), dtype=np.float64) + 0.0 * m
@@ -273,32 +255,28 @@ class TreeMFG:
                  guess: np.ndarray | None = None) -> tuple[np.ndarray, Any, int, float]:
         """``(u^n, J_n, Newton iterations, dt max|R|)`` of the HJB step from ``u^{n+1}`` with crowd
         ``m^{n+1}``; Newton stops at ``dt max|R| <= newton_tol (1 + max|u^{n+1}| + dt max|f|)``
-        (``DiscreteMFG``'s rule)."""
+        (``DiscreteMFG``'s rule). The linear solves reuse factors (``ChordSolve``), first those of
+        the last sweep's ``J_n`` when its FP step factorised it."""
         dt = self.dt
         bound = self.scheme.bind(m_next)
-        identity = None if self.scheme.tridiagonal else sp.identity(len(u_next), format="csr") / dt
 
         def residual(u: np.ndarray) -> tuple[np.ndarray, Any, np.ndarray]:
-            if self.scheme.tridiagonal:
-                value, jac = self.scheme.apply_tridiagonal(u, m_next, bound, 1.0 / dt)
-            else:
-                value, jac = self.scheme.apply(u, m_next, bound)
-                jac = (jac + identity).tocsc()
+            value, jac = self.scheme.step_jacobian(u, m_next, bound, 1.0 / dt)
             r = (u - u_next) / dt + value - f
             return r, jac, np.max(np.abs(r)) * dt
 
         scale = 1.0 + np.max(np.abs(u_next)) + dt * np.max(np.abs(f))
-        out = newton(np, residual, lambda jac, r, error: linear_solve(jac, r),
-                     u_next if guess is None else guess,
+        out = newton(np, residual, ChordSolve(self.last_steps.get(n)), u_next if guess is None else guess,
                      target=self.newton_tol * scale, floor=round_off_floor(np, u_next.dtype, scale),
                      max_iter=self.max_newton)
         raise_for_status(int(out.status), float(out.error), f"at time index n={n}", self.max_newton,
                          f"{self.newton_tol * scale:.1e}")
+        self.last_steps[n] = out.jacobian
         return out.u, out.jacobian, int(out.iterations), float(out.error)
 
-    def fp_step(self, matrix: sp.spmatrix, m_prev: np.ndarray) -> np.ndarray:
+    def fp_step(self, matrix: Tridiagonal | SparseLU, m_prev: np.ndarray) -> np.ndarray:
         """``m^{n+1}`` from ``J_n^T (V m^{n+1}) = V m^n / dt`` (``matrix = J_n``)."""
-        mass = linear_solve(matrix.T, self.volumes * m_prev / self.dt)
+        mass = matrix.solve(self.volumes * m_prev / self.dt, transpose=True)
         return mass / self.volumes
 
     def hjb(self, m: np.ndarray, u_guess: np.ndarray | None = None) -> HJBResult:
@@ -316,15 +294,12 @@ class TreeMFG:
 
     def matrices(self, u: np.ndarray, m: np.ndarray) -> list[Any]:
         """The Newton matrices ``J_n = I/dt + A(u^n)`` with the crowd ``m^{n+1}``, n = 0..Nt-1
-        (``Tridiagonal`` on a tridiagonal tree, CSC otherwise)."""
+        (``Tridiagonal`` on a tridiagonal tree, ``SparseLU`` otherwise)."""
         return [self.matrix(u[n], m[n + 1]) for n in range(self.Nt)]
 
     def matrix(self, u_n: np.ndarray, m_next: np.ndarray) -> Any:
         """One Newton matrix ``J_n = I/dt + A(u^n)`` with the crowd ``m^{n+1}`` (arrays (M,))."""
-        if self.scheme.tridiagonal:
-            return self.scheme.apply_tridiagonal(u_n, m_next, self.scheme.bind(m_next), 1.0 / self.dt)[1]
-        identity = sp.identity(len(u_n), format="csr") / self.dt
-        return (self.scheme.apply(u_n, m_next)[1] + identity).tocsc()
+        return self.scheme.step_jacobian(u_n, m_next, self.scheme.bind(m_next), 1.0 / self.dt)[1]
 
     def fp(self, matrices: list) -> np.ndarray:
         """March FP forward from ``m0`` with the matrices ``J_n`` (``hjb(...).steps`` or ``matrices``):
