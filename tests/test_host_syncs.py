@@ -15,6 +15,7 @@ are also counted, as the ceiling they are not held to.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from mfg_rl.backends.torch_backend import TorchBackend
 from mfg_rl.errors import SolverError
 from mfg_rl.solvers import DiscreteMFG, Sequential
 from mfg_rl.solvers.particles import ParticleFP
+from mfg_rl.solvers.stencil import KRYLOV_READ_EVERY, LinearSolver, StencilMatrix
 
 HORIZONS = (10, 40)  # Nt of each sweep
 SCALAR = torch.ops.aten._local_scalar_dense.default
@@ -173,3 +175,109 @@ def test_particle_sweep_on_device_raises_as_on_the_host():
         u[1, 15:36] = float("nan")
         with pytest.raises(SolverError, match="non-finite positions"):
             ParticleFP(500, seed=1, bandwidth=0.05).simulate(disc, u, m)
+
+
+# -- 2D sweeps: Krylov solves read the host once per chunk of iterations (StencilSolver._solve_off_host)
+HORIZONS_2D = (3, 6)  # Nt of each 2D sweep
+NEWTON_READS = 6  # per step of a 2D HJB sweep, besides one per Newton iteration (checked loop, below)
+
+
+def crowd_2d(nt: int, backend: Any = None, **options: Any) -> tuple[DiscreteMFG, Any, Any]:
+    """``fields`` of crowd-2d on a 12x12 grid (square: the zebra frame is a device select)."""
+    disc, u, m = fields("crowd-2d", nt, backend, Nx=12, Ny=12)
+    return (DiscreteMFG(disc.problem, disc.backend, **options) if options else disc), u, m
+
+
+def recorded(disc: DiscreteMFG) -> list[int]:
+    """The iteration counts of the Krylov solves ``disc`` runs from now on, one per solve."""
+    counts: list[int] = []
+    count = disc.linear._count
+    disc.linear._count = lambda n: (counts.append(n), count(n))[-1]
+    return counts
+
+
+def krylov_ceiling(counts: list[int], k: int) -> int:
+    """Host reads of off-host solves of ``counts`` iterations at ``k`` per chunk: each at most
+    ``ceil(n / k) + 3`` (first chunk, later chunks, restart loop, status)."""
+    return sum(-(-n // k) + 3 for n in counts)
+
+
+def swapped(matrix: StencilMatrix) -> StencilMatrix:
+    """The 2D system with its axes exchanged (solution ``x.T``): the other zebra frame."""
+    def t(a: Any) -> Any:
+        return a.T.contiguous()
+
+    return StencilMatrix(t(matrix.center), (t(matrix.minus[1]), t(matrix.minus[0])),
+                         (t(matrix.plus[1]), t(matrix.plus[0])))
+
+
+@pytest.mark.parametrize("size", [dict(Nx=12, Ny=12), dict(Nx=12, Ny=8)])
+def test_2d_krylov_solve_reads_once_per_chunk(size):
+    """One FP step's solve (rtol 1e-12) on fresh solvers (first chunk ``k``): exactly
+    ``ceil(n / k) + 2`` reads (the chunks, the restart loop, the status) in both zebra frames
+    (crowd-2d's matrix takes lines along axis 0; with its axes exchanged, along axis 1), the
+    same ``x`` bit for bit whatever ``k``, and the host's (numba) solve to 1e-10 relative. A
+    12x8 grid cannot select the frame on the device: one read more, and one frame."""
+    disc, u, m = fields("crowd-2d", 3, **size)
+    matrix, rhs = disc.fp_matrices(u, m).at(0), disc.m0 / disc.dt
+    host = DiscreteMFG(disc.problem, create_backend("torch", device="cpu")).linear.solve(matrix, rhs)
+    square = size["Nx"] == size["Ny"]
+    for flip in (False, True) if square else (False,):
+        a, b, expected = (swapped(matrix), rhs.T.contiguous(), host.T) if flip else (matrix, rhs, host)
+        solutions = []
+        for k in (1, 3, 8):
+            solver = DiscreteMFG(disc.problem, OffHost(device="cpu")).linear
+            solver.read_every = k
+            solve = functools.partial(solver.solve, a, b)
+            reads, _ = counted(solver.backend, lambda f=solve, out=solutions: out.append(f()))
+            n = solver.iterations
+            assert n > 3 and reads == -(-n // k) + 2 + (not square), (flip, k, n, reads)
+        assert all(torch.equal(x, solutions[0]) for x in solutions)
+        assert torch.allclose(solutions[0], expected, rtol=0.0, atol=1e-10 * float(expected.abs().max()))
+
+
+@pytest.mark.parametrize("equation", ["hjb", "fp"])
+def test_2d_sweep_reads_the_host_per_krylov_chunk(equation):
+    """crowd-2d 12x12 at two horizons: each Krylov solve of ``n`` iterations reads the host
+    at most ``ceil(n / k) + 3`` times and at least 3 (``krylov_ceiling``), the ceiling per
+    solve does not grow with ``Nt`` (the sum grows with the solves). The HJB sweep adds its
+    checked Newton's reads, one per iteration and ``NEWTON_READS`` per step (2D sweeps do not
+    unroll Newton: ``DiscreteMFG.unrolled_newton``); the FP sweep has none. Before the chunked
+    solve every BiCGStab iteration read its dot products (here 570 and 156 reads at Nt=3, five
+    times the ceiling). Ops: under 1100 per Krylov iteration (measured ~600-950)."""
+    k = KRYLOV_READ_EVERY
+    for nt in HORIZONS_2D:
+        disc, u, m = crowd_2d(nt)
+        counts = recorded(disc)
+        if equation == "hjb":
+            newton = Sequential().hjb(disc, m).newton_iterations  # also sets each solve's first chunk
+            counts.clear()
+            reads, ops = counted(disc.backend, lambda d=disc, m=m: Sequential().hjb(d, m))
+            reads -= newton + NEWTON_READS * nt
+        else:
+            reads, ops = counted(disc.backend, lambda d=disc, u=u, m=m: Sequential().fp(d, u, m))
+        assert len(counts) >= nt and 3 * len(counts) <= reads <= krylov_ceiling(counts, k), (nt, reads)
+        assert reads < sum(counts), (nt, reads, sum(counts))
+        assert ops <= 1100 * sum(counts), (nt, ops / sum(counts))
+
+
+def test_2d_sweeps_off_the_host_agree_with_the_host():
+    """The off-host 2D sweeps (chunked BiCGStab, device-side projection) against the host's
+    (numba zebra BiCGStab): u to 1e-10 and m to 1e-8 relative (Newton stops at 1e-12 of the
+    step's scale, FP solves at rtol 1e-12; the two Krylov codes round differently)."""
+    nt = HORIZONS_2D[0]
+    off, _, m = crowd_2d(nt)
+    host, _, _ = crowd_2d(nt, create_backend("torch", device="cpu"))
+    u_off, u_host = Sequential().hjb(off, m).u, Sequential().hjb(host, m).u
+    assert torch.allclose(u_off, u_host, rtol=0.0, atol=1e-10 * float(u_host.abs().max()))
+    m_off, m_host = Sequential().fp(off, u_host, m), Sequential().fp(host, u_host, m)
+    assert torch.allclose(m_off, m_host, rtol=0.0, atol=1e-8 * float(m_host.abs().max()))
+
+
+@pytest.mark.parametrize("equation", ["hjb", "fp"])
+def test_2d_sweep_off_the_host_raises_when_krylov_misses(equation):
+    """One BiCGStab iteration allowed: the off-host solve reads its status once and raises the
+    host's ``SolverError`` (no NaN carried on)."""
+    disc, u, m = crowd_2d(HORIZONS_2D[0], linear=LinearSolver(max_iter=1))
+    with pytest.raises(SolverError, match=r"BiCGStab did not converge after 1 iterations: relative residual"):
+        Sequential().hjb(disc, m) if equation == "hjb" else Sequential().fp(disc, u, m)

@@ -107,10 +107,18 @@ def bicgstab(
         residual = _norm(xp, r)
     if residual <= target:
         return KrylovResult(x, r, iteration)
+    raise not_converged(residual, norm_b, iteration, max(cycles - 1, 0), rtol, atol, max_iter)
+
+
+def not_converged(residual: float, norm_b: float, iterations: int, restarts: int | None, rtol: float,
+                  atol: float, max_iter: int) -> SolverError:
+    """The ``SolverError`` of a BiCGStab solve that ended at ``||b - A x||_2 = residual`` above
+    ``max(rtol ||b||_2, atol)`` after ``restarts`` restarts (None: not counted)."""
     why = "diverged (non-finite residual)" if not math.isfinite(residual) else "did not converge"
-    raise SolverError(
-        f"BiCGStab {why} after {iteration} iterations ({max(cycles - 1, 0)} restarts): relative residual "
-        f"{residual / max(norm_b, 1e-300):.3e}, asked ||b - A x|| <= {target:.3e} "
+    restarted = "" if restarts is None else f" ({restarts} restarts)"
+    return SolverError(
+        f"BiCGStab {why} after {iterations} iterations{restarted}: relative residual "
+        f"{residual / max(norm_b, 1e-300):.3e}, asked ||b - A x|| <= {max(rtol * norm_b, atol):.3e} "
         f"(rtol={rtol:g}, atol={atol:g}, max_iter={max_iter})"
     )
 
@@ -250,12 +258,16 @@ def bicgstab_while(
     atol: float = 0.0,
     max_iter: int = 500,
     max_restarts: int = 3,
+    restart_loop: Callable[[Callable[[Any], Any], Callable[[Any], Any], Any], Any] | None = None,
 ) -> tuple[Any, Any, Any, Any]:
     """``bicgstab`` with its loops written as ``while_loop(cond, body, state)``, so that it traces.
 
     The same iteration, restarts and stopping rule, steered by 0-d arrays instead of host
     floats: with ``jax.lax.while_loop`` the solve compiles into the caller's program (no host
-    round trip). A branch that ``bicgstab`` takes with ``break`` is a masked update here.
+    round trip); with ``step_newton.Chunked(xp, k)`` eager arrays are read once every ``k``
+    iterations. A branch that ``bicgstab`` takes with ``break`` is a masked update here.
+    ``restart_loop`` runs the loop over restarts (default ``while_loop``; ``Chunked(xp, 1)``
+    under a ``Chunked`` iteration, whose masked restarts would each cost a whole cycle).
 
     Returns:
         ``(x, residual, iterations, converged)``: ``x`` and ``b - A x`` shaped like ``rhs``,
@@ -271,8 +283,9 @@ def bicgstab_while(
     target = xp.maximum(rtol * norm_b, atol)
     x = xp.zeros_like(rhs) if x0 is None else x0
     r = rhs if x0 is None else rhs - matvec(x)
-    zero = xp.zeros((), dtype=rhs.dtype)
+    zero = xp.zeros_like(norm_b)  # scalars where the arrays live (a device, or a trace)
     one = zero + 1.0
+    count, false = xp.zeros_like(norm_b, dtype=xp.int32), xp.zeros_like(norm_b, dtype=xp.bool)
 
     def cycle(x: Any, r: Any, iteration: Any) -> tuple[Any, Any]:
         def going(s: tuple) -> Any:
@@ -307,7 +320,7 @@ def bicgstab_while(
             return x, r, p, v, rho_new, alpha, omega, it, done
 
         r0 = r
-        state = (x, r, xp.zeros_like(r), xp.zeros_like(r), one, one, one, iteration, xp.asarray(False))
+        state = (x, r, xp.zeros_like(r), xp.zeros_like(r), one, one, one, iteration, false)
         out = while_loop(going, step, state)
         return out[0], out[-2]
 
@@ -321,6 +334,6 @@ def bicgstab_while(
         r = rhs - matvec(x)
         return x, r, xp.sqrt(dot(r, r)), iteration, cycles + 1
 
-    state = (x, r, xp.sqrt(dot(r, r)), xp.asarray(0), xp.asarray(0))
-    x, r, residual, iteration, _ = while_loop(unfinished, restart, state)
+    state = (x, r, xp.sqrt(dot(r, r)), count, count)
+    x, r, residual, iteration, _ = (restart_loop or while_loop)(unfinished, restart, state)
     return x, r, iteration, residual <= target

@@ -15,6 +15,9 @@ handed in, and the status is a 0-d array code whichever it is:
   under ``python_loop`` on the same path (the host looks once per sweep, not per iteration);
 - ``jax.lax.while_loop`` inside compiled sweeps (the same body traces).
 
+``Chunked(xp, k)`` (any body, masked by the loop) reads the status once every ``k`` iterations:
+the off-host 2D Krylov solves (``StencilSolver``) run ``krylov.bicgstab_while`` under it.
+
 An optional backtracking line search halves a correction until the error decreases (the
 whole-horizon Newton of ``GlobalSpacetime`` uses it; not with ``Unrolled``).
 """
@@ -55,6 +58,40 @@ class Unrolled:
         for _ in range(self.rounds):
             carry = body(carry)
         return carry
+
+
+class Chunked:
+    """``python_loop`` that reads ``cond`` on the host once per chunk of calls of ``body``: a first
+    chunk of ``first`` calls (default ``every``), then chunks of ``every``.
+
+    Between reads each call is masked leaf by leaf, ``carry <- where(cond(carry), body(carry),
+    carry)``, so a carry that finished inside a chunk stays exactly as it finished (any body,
+    unlike ``Unrolled``; the leaves are arrays of ``xp``). ``cond`` is not read before the first
+    chunk: a carry finished on entry costs ``first`` masked calls and one read. A loop of ``n``
+    iterations reads the host ``1 + ceil(max(0, n - first) / every)`` times; same final carry as
+    ``python_loop`` whatever the chunks (its bodies are free of side effects).
+    """
+
+    def __init__(self, xp: Any, every: int, first: int | None = None) -> None:
+        if every < 1 or (first is not None and first < 1):
+            raise ValueError(f"every and first must be >= 1, got {every} and {first}")
+        self.xp, self.every = xp, every
+        self.first = every if first is None else first
+
+    def __call__(self, cond: Callable[[tuple], Any], body: Callable[[tuple], tuple], carry: tuple) -> tuple:
+        where = self.xp.where
+
+        def masked(c: tuple) -> tuple:
+            going = cond(c)
+            return tuple(where(going, new, old) for new, old in zip(body(c), c, strict=True))
+
+        chunk = self.first
+        while True:
+            for _ in range(chunk):
+                carry = masked(carry)
+            if not bool(cond(carry)):
+                return carry
+            chunk = self.every
 
 
 def round_off_floor(xp: Any, dtype: Any, scale: Any) -> Any:
