@@ -24,6 +24,21 @@ iterations (3; the steps take 206 in all, the rounds 300: the 1.41), and a parti
 computes the wall folds and a finite check it used to skip after one read of the range.
 On the CPU a read costs nothing, so host tensors keep the host paths (first and fifth rows).
 
+2D rows, measured 2026-12-05 the same way, d10f315~1 vs d10f315 (2D Krylov solves off the
+host read once per chunk of iterations; best of 2)::
+
+    case                                       before s    after s  after/before
+    hjb sweep crowd-2d 32x32x20 host             0.0568     0.0574          1.01
+    fp sweep crowd-2d 32x32x20 host              0.0087     0.0083          0.95
+    solve crowd-2d 16x16x5 anderson host         0.1885     0.1893          1.00
+    hjb sweep crowd-2d 16x16x10 off-host         0.3383     0.4749          1.40
+    fp sweep crowd-2d 16x16x10 off-host          0.1660     0.2105          1.27
+
+The host rows are the same code (and numbers, bit for bit). Off the host the sweeps read the
+host 1345 -> 165 (HJB's Krylov solves) and 604 -> 36 (FP) times and run 1.3x the operations:
+a masked BiCGStab iteration computes both halves where the host's breaks after the first, and
+the frame select and density projection are computed, not branched; on the CPU that is time.
+
 Usage::
 
     python benchmarks/sweeps.py --baseline 8ce93b8 --repeats 3
@@ -36,6 +51,7 @@ import argparse
 
 from ab_trees import checkouts, compare  # benchmarks/ab_trees.py: the alternating A/B runner
 
+CROWD_2D = {"name": "crowd-2d", "Nx": 16, "Ny": 16}
 CASES = {
     "hjb sweep lq-1d 201x100 host": ("hjb", "host", {"Nx": 201, "Nt": 100}),
     "hjb sweep lq-1d 201x100 off-host": ("hjb", "off", {"Nx": 201, "Nt": 100}),
@@ -43,6 +59,11 @@ CASES = {
     "particles 1e5 lq-1d 201x50 off-host": ("particles", "off", {"Nx": 201, "Nt": 50}),
     "solve lq-1d 201x50 anderson host": ("solve", "host", {"Nx": 201, "Nt": 50}),
     "solve lq-1d 201x50 anderson off-host": ("solve", "off", {"Nx": 201, "Nt": 50}),
+    "hjb sweep crowd-2d 32x32x20 host": ("hjb", "host", {**CROWD_2D, "Nx": 32, "Ny": 32, "Nt": 20}),
+    "fp sweep crowd-2d 32x32x20 host": ("fp", "host", {**CROWD_2D, "Nx": 32, "Ny": 32, "Nt": 20}),
+    "solve crowd-2d 16x16x5 anderson host": ("solve", "host", {**CROWD_2D, "Nt": 5}),
+    "hjb sweep crowd-2d 16x16x10 off-host": ("hjb", "off", {**CROWD_2D, "Nt": 10}),
+    "fp sweep crowd-2d 16x16x10 off-host": ("fp", "off", {**CROWD_2D, "Nt": 10}),
 }
 
 CHILD = """
@@ -57,7 +78,7 @@ class OffHost(TorchBackend):
 
 kind, where, params = json.loads(sys.argv[1])
 backend = TorchBackend(device="cpu") if where == "host" else OffHost(device="cpu")
-problem = problems.make("lq-1d", **params)
+problem = problems.make(params.pop("name", "lq-1d"), **params)
 disc = DiscreteMFG(problem, backend)
 m = disc.xp.stack([disc.m0] * (problem.time.Nt + 1))
 u = Sequential().hjb(disc, m).u  # warm: the next sweep's rounds are known
