@@ -128,7 +128,7 @@ class SlabMFG:
         m = np.zeros((self.Nt + 1, self.width))
         m[0] = self.m0
         for n, s in enumerate(self.step_slab):
-            m[n + 1, : self.sizes[s]] = self.trees[s].fp_step(matrices[n], self._m_into(m, n))
+            m[n + 1, : self.sizes[s]] = self.trees[s].fp_step(matrices[n], self._m_into(m, n), n)
         return m
 
     def fp_residual(self, u: np.ndarray, m: np.ndarray, steps: list | None = None) -> float:

@@ -35,7 +35,7 @@ from mfg_rl.core.tree_mesh import TreeMesh
 from mfg_rl.solvers.discrete import MIN_NEWTON
 from mfg_rl.solvers.step_newton import newton, raise_for_status, round_off_floor
 from mfg_rl.solvers.trajectory import HJBResult
-from mfg_rl.solvers.tree_linear import ChordSolve, SparseLU, SparsePattern, Tridiagonal
+from mfg_rl.solvers.tree_linear import ChordSolve, SparseLU, SparsePattern, Tridiagonal, adjoint_solve
 
 
 class TreeScheme:
@@ -239,7 +239,7 @@ class TreeMFG:
         self.newton_tol = newton_tol
         finest = np.asarray(mesh.root.finest_shape)
         self.max_newton = MIN_NEWTON + int(finest.sum()) if max_newton is None else max_newton
-        self.last_steps: dict[int, Any] = {}  # J_n of the last HJB sweep, per n: factorised by its FP step
+        self.factors: dict[int, Any] = {}  # per step n, the matrix last factorised for it (tree_linear)
 
     def _cost(self, cost: Callable[[Any, Any], Any], m: np.ndarray) -> np.ndarray:
         return np.asarray(cost(self.scheme.points, m), dtype=np.float64) + 0.0 * m
@@ -255,8 +255,8 @@ class TreeMFG:
                  guess: np.ndarray | None = None) -> tuple[np.ndarray, Any, int, float]:
         """``(u^n, J_n, Newton iterations, dt max|R|)`` of the HJB step from ``u^{n+1}`` with crowd
         ``m^{n+1}``; Newton stops at ``dt max|R| <= newton_tol (1 + max|u^{n+1}| + dt max|f|)``
-        (``DiscreteMFG``'s rule). The linear solves reuse factors (``ChordSolve``), first those of
-        the last sweep's ``J_n`` when its FP step factorised it."""
+        (``DiscreteMFG``'s rule). The linear solves reuse factors (``ChordSolve``), first the last
+        ones made for step ``n`` (``factors[n]``, of an earlier sweep)."""
         dt = self.dt
         bound = self.scheme.bind(m_next)
 
@@ -266,17 +266,22 @@ class TreeMFG:
             return r, jac, np.max(np.abs(r)) * dt
 
         scale = 1.0 + np.max(np.abs(u_next)) + dt * np.max(np.abs(f))
-        out = newton(np, residual, ChordSolve(self.last_steps.get(n)), u_next if guess is None else guess,
+        chord = ChordSolve(self.factors.get(n))
+        out = newton(np, residual, chord, u_next if guess is None else guess,
                      target=self.newton_tol * scale, floor=round_off_floor(np, u_next.dtype, scale),
                      max_iter=self.max_newton)
         raise_for_status(int(out.status), float(out.error), f"at time index n={n}", self.max_newton,
                          f"{self.newton_tol * scale:.1e}")
-        self.last_steps[n] = out.jacobian
+        if chord.factor is not None:
+            self.factors[n] = chord.factor
         return out.u, out.jacobian, int(out.iterations), float(out.error)
 
-    def fp_step(self, matrix: Tridiagonal | SparseLU, m_prev: np.ndarray) -> np.ndarray:
-        """``m^{n+1}`` from ``J_n^T (V m^{n+1}) = V m^n / dt`` (``matrix = J_n``)."""
-        mass = matrix.solve(self.volumes * m_prev / self.dt, transpose=True)
+    def fp_step(self, matrix: Tridiagonal | SparseLU, m_prev: np.ndarray, n: int | None = None) -> np.ndarray:
+        """``m^{n+1}`` from ``J_n^T (V m^{n+1}) = V m^n / dt`` (``matrix = J_n``), solved to round-off
+        with step ``n``'s last factors (``adjoint_solve``; ``n=None``: with ``J_n``'s own)."""
+        mass, used = adjoint_solve(matrix, self.volumes * m_prev / self.dt, self.factors.get(n))
+        if n is not None:
+            self.factors[n] = used
         return mass / self.volumes
 
     def hjb(self, m: np.ndarray, u_guess: np.ndarray | None = None) -> HJBResult:
@@ -305,8 +310,8 @@ class TreeMFG:
         """March FP forward from ``m0`` with the matrices ``J_n`` (``hjb(...).steps`` or ``matrices``):
         ``m`` (Nt+1, M)."""
         levels = [self.m0]
-        for matrix in matrices:
-            levels.append(self.fp_step(matrix, levels[-1]))
+        for n, matrix in enumerate(matrices):
+            levels.append(self.fp_step(matrix, levels[-1], n))
         return np.stack(levels)
 
     def fp_residual(self, u: np.ndarray, m: np.ndarray, steps: list | None = None) -> float:
