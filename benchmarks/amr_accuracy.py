@@ -30,6 +30,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import os
 import time
@@ -46,6 +47,8 @@ from mfg_rl.solvers.amr_slabs import SlabMFG, slab_edges  # noqa: E402
 from mfg_rl.solvers.coupling import Anderson, run_coupling  # noqa: E402
 
 SHARP = {"crowd-exit-1d": {"sigma": 0.05, "m0_width": 0.03}, "crowd-2d": {"sigma": 0.1, "m0_width": 0.05}}
+FRONT = {"crowd-exit-1d": {"sigma": 0.02, "m0_width": 0.02, "m0_center": 0.5, "crowd_aversion": 0.0,
+                           "congestion": 0.05, "time_cost": 0.0}}
 
 
 def make(name: str, level: int, nt: int, params: dict) -> problems.MFGProblem:
@@ -66,11 +69,29 @@ def timed(repeat: int, run):
     return out, best
 
 
+def solved_reference(problem: problems.MFGProblem, tol: float, cache: str | None) -> tuple[np.ndarray, ...]:
+    """``(u, m, seconds)`` of the uniform solve of ``problem`` (arrays (Nt+1, *shape)), loaded from
+    ``cache/<name>-<hash of shape, Nt, parameters, tol>.npz`` when it was saved there (seconds then NaN)."""
+    key = f"{problem.name}-{problem.grid.shape}-{problem.time.Nt}-{sorted(problem.params.items())}-{tol:g}"
+    name = f"{problem.name}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
+    path = None if cache is None else os.path.join(cache, name)
+    if path is not None and os.path.exists(path):
+        with np.load(path) as saved:
+            return saved["u"], saved["m"], math.nan
+    eq, seconds = timed(1, lambda: solve(problem, coupling="anderson", tol=tol, progress=False))
+    u, m = eq.u.numpy(), eq.m.numpy()
+    if path is not None:
+        os.makedirs(cache, exist_ok=True)
+        np.savez(path, u=u, m=m)
+    return u, m, seconds
+
+
 def errors(reference, ref_problem, u_meshes: list[TreeMesh], m_meshes: list[TreeMesh], u: np.ndarray,
            m: np.ndarray) -> tuple[float, float]:
     """``(L1 error of m, max error of u)``: time level ``k`` on the leaves of ``m_meshes[k]`` (of
-    ``u_meshes[k]``), its first ``M`` entries, against the reference's cell averages there."""
-    ref_u, ref_m, grid = reference.u.numpy(), reference.m.numpy(), ref_problem.grid
+    ``u_meshes[k]``), its first ``M`` entries, against the reference's cell averages there
+    (``reference``: its ``(u, m)``)."""
+    (ref_u, ref_m), grid = reference, ref_problem.grid
     err_m = max(float(np.abs(m[k, : len(mesh)] - grid_to_leaves(grid, mesh, ref_m[k])) @ mesh.volumes)
                 for k, mesh in enumerate(m_meshes))
     err_u = max(float(np.abs(u[k, : len(mesh)] - grid_to_leaves(grid, mesh, ref_u[k])).max())
@@ -83,7 +104,7 @@ def oracle_meshes(reference, ref_problem, problem, coarsest: int, finest: int, e
     """Per slab, the uniform ``coarsest`` mesh refined level by level up to ``finest`` on the leaves
     where the reference's ``m`` (its largest over the slab's time levels) exceeds ``share`` of its
     largest value: the mesh an indicator that knew the answer would pick."""
-    m_ref = reference.m.numpy()
+    m_ref = reference[1]
     m_ref = m_ref.reshape(len(m_ref), -1)
     centres = np.stack([a.ravel() for a in ref_problem.grid.mesh()], axis=1)
     meshes = []
@@ -112,18 +133,20 @@ def main() -> None:
     parser.add_argument("--amr-tol", type=float, default=None,
                         help="AMR tol (density: refine over AMR_TOL x max m); given, no budget")
     parser.add_argument("--coarsest", type=int, default=None, help="AMR min_level (default L - 1)")
+    parser.add_argument("--first", type=int, default=None, help="AMR first_level (default: min_level)")
     parser.add_argument("--oracle", type=float, default=None,
                         help="also solve once on meshes refined where the reference's m > ORACLE x max")
     parser.add_argument("--oracle-slabs", type=int, default=10, help="time slabs of the oracle meshes")
     parser.add_argument("--tol", type=float, default=1e-8)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--cache", default=None, help="folder that keeps the reference solves between runs")
     parser.add_argument("--smooth", action="store_true", help="catalogue parameters, no sharp front")
+    parser.add_argument("--front", action="store_true", help="the compact travelling crowd (FRONT)")
     args = parser.parse_args()
-    params = {} if args.smooth else SHARP.get(args.problem, {})
+    params = {} if args.smooth else (FRONT if args.front else SHARP).get(args.problem, {})
     level = args.level
     ref_problem = make(args.problem, level + 3, args.Nt, params)
-    reference, ref_seconds = timed(1, lambda: solve(ref_problem, coupling="anderson", tol=args.tol,
-                                                    progress=False))
+    *reference, ref_seconds = solved_reference(ref_problem, args.tol, args.cache)
     print(f"{args.problem} {params or '(catalogue parameters)'}, Nt={args.Nt}, tol={args.tol:g}; reference: "
           f"uniform level {level + 3}, {ref_problem.grid.size} cells, {ref_seconds:.1f} s")
     rows = []
@@ -142,7 +165,7 @@ def main() -> None:
     budget = None if args.amr_tol is not None else max(1, int(args.share * rows[1][1]))
     amr = AMR(max_level=level + 1, min_level=coarsest, tol=args.amr_tol, budget=budget,
               indicator=args.indicator, adaptations=args.adaptations, slabs=args.slabs,
-              round_tol=args.round_tol)
+              round_tol=args.round_tol, first_level=args.first)
 
     def adaptive():  # what solve(method=amr, coupling="auto") runs, with the final mesh kept
         out = amr.solve(problem, Anderson(), tol=args.tol)

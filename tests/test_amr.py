@@ -11,7 +11,7 @@ from mfg_rl.core import Grid
 from mfg_rl.core.tree_mesh import TreeMesh
 from mfg_rl.core.tree_transfer import LeafMap
 from mfg_rl.solvers.amr import AMR, grid_to_leaves, interpolate_to_grid, leaves_to_grid
-from mfg_rl.solvers.amr_marking import error_indicator, mark
+from mfg_rl.solvers.amr_marking import coarsen_through, error_indicator, mark
 from mfg_rl.solvers.coupling import FixedPoint
 from mfg_rl.solvers.registry import STRATEGIES
 
@@ -228,6 +228,24 @@ def test_bad_slabs_or_round_tol_are_refused_before_work() -> None:
         AMR(max_level=5, min_level=3, slabs=5).solve(problems.make("crowd-exit-1d", Nx=32, Nt=4))
 
 
+def test_first_level_starts_finer_and_is_checked_before_work() -> None:
+    problem = problems.make("crowd-exit-1d", Nx=64, Nt=12, sigma=0.05, m0_width=0.03)
+    amr = AMR(max_level=6, min_level=3, first_level=5, tol=0.01, indicator="density", slabs=4,
+              kernels="numpy")
+    first = amr.resolved(problem).first_mesh(problem)
+    assert len(first) == 32 and (first.level == 5).all() and first.root.min_level == 3
+    result = amr.solve(problem, tol=1e-8)
+    assert result.rounds[0][0] == 32 and result.coupling.converged and result.transfer_mass_error < 1e-12
+    assert (np.concatenate([mesh.level for mesh in result.meshes]) < 5).any()  # coarsened below the start
+    assert abs(result.disc.mass(result.m)[0] - 1.0) < 1e-12
+    assert AMR(max_level=6, min_level=3).resolved(problem).first_level == 3  # default: min_level
+    for bad in (2, 7):
+        with pytest.raises(ValueError, match="first_level"):
+            AMR(max_level=6, min_level=3, first_level=bad)
+    with pytest.raises(ValueError, match="first_level"):  # below the default min_level, max_level - 2
+        AMR(max_level=6, first_level=3).resolved(problem)
+
+
 def test_density_indicator_marks_where_the_field_is() -> None:
     mesh = TreeMesh.uniform([(0.0, 1.0)], min_level=3, max_level=6, kernels="numpy")
     m = np.stack([np.exp(-((mesh.centres[:, 0] - c) / 0.05) ** 2) for c in (0.3, 0.4)])  # a crowd that moves
@@ -241,6 +259,25 @@ def test_density_indicator_marks_where_the_field_is() -> None:
         mark(mesh, eta, tol=1.0, above=0.01)
     with pytest.raises(ValueError, match="above must be"):
         mark(mesh, eta, above=0.0)
+
+
+def test_density_marking_coarsens_through_levels_where_nobody_is() -> None:
+    mesh = TreeMesh.uniform([(0.0, 1.0)], min_level=2, max_level=7, kernels="numpy")
+    mesh = mesh.refine(mesh.level < 7)
+    mesh = mesh.refine(np.ones(len(mesh), dtype=bool))  # uniform at level 4
+    m = np.exp(-((mesh.centres[:, 0] - 0.3) / 0.03) ** 2)
+    eta = error_indicator(mesh, m, kind="density")
+    marks = mark(mesh, eta, above=0.01)
+    once = mesh.adapt(marks.refine, marks.coarsen)
+    through = coarsen_through(mesh, once, eta, 0.01)
+    assert once.level.min() == 3 and through.level.min() == 2 and len(through) < len(once)
+    np.testing.assert_array_equal(np.sort(through.centres[through.level == 5, 0]),
+                                  np.sort(once.centres[once.level == 5, 0]))  # the refined leaves stay
+    top = np.zeros(len(through))
+    np.maximum.at(top, through.locate(mesh.centres), eta)
+    assert top[through.level < 3].max() < 0.25 * 0.01  # coarsened only where the crowd is not
+    assert top[through.level <= 3].max() < 0.01
+    assert (eta[mesh.locate(through.centres[through.level == 5])] > 0.01).all()  # refined where marked
 
 
 def test_density_marking_per_slab_refines_where_the_crowd_is_then() -> None:

@@ -31,7 +31,7 @@ from scipy.spatial import Delaunay
 from mfg_rl.checks import check_choice, check_int, check_real
 from mfg_rl.core import Grid, MFGProblem
 from mfg_rl.core.tree_mesh import KERNELS, TreeMesh
-from mfg_rl.solvers.amr_marking import error_indicator, mark
+from mfg_rl.solvers.amr_marking import coarsen_through, error_indicator, mark
 from mfg_rl.solvers.amr_slabs import SlabMFG, slab_edges
 from mfg_rl.solvers.auto import Auto
 from mfg_rl.solvers.callbacks import Callback
@@ -244,6 +244,10 @@ class AMR:
             (``error_indicator``): refine where the crowd is, the leaves that can carry L1 error of
             ``m`` (with ``slabs``, this matches the finest grid's error on crowd-exit-1d, README).
         kernels: tree kernels, ``"auto"``, ``"numba"`` or ``"numpy"``.
+        first_level: level of the first, uniform mesh, in ``[min_level, max_level]``; None:
+            ``min_level``. A finer start skips the steering solves on meshes too coarse to place
+            the refinement (each adaptation moves a leaf by one level), while coarsening still
+            reaches ``min_level`` where nothing happens.
 
     Costs are evaluated at leaf centres (``TreeMFG``): a cost that sums over the grid's cells
     (``lq-1d``'s mean) is right only while the mesh is the grid.
@@ -265,6 +269,7 @@ class AMR:
     round_tol: float | None = 1e-4
     indicator: str = "jump"
     kernels: str = "auto"
+    first_level: int | None = None
     name = "amr"
     backend = "numpy"  # the tree scheme runs on the host (scipy sparse)
 
@@ -285,13 +290,19 @@ class AMR:
             self.round_tol = check_real("round_tol", self.round_tol, 0.0, open_low=True)
         check_choice("indicator", self.indicator, INDICATOR_KINDS)
         check_choice("kernels", self.kernels, KERNELS)
+        if self.first_level is not None:
+            self.first_level = check_int("first_level", self.first_level, 0)
+            low, high = self.min_level or 0, self.max_level
+            if self.first_level < low or (high is not None and self.first_level > high):
+                raise ValueError(f"first_level ({self.first_level}) must lie in [min_level, max_level] = "
+                                 f"[{self.min_level}, {self.max_level}]")
 
     @property
     def options(self) -> dict[str, Any]:
         """The settings, as ``Diagnostics.options["strategy"]`` records them."""
         return {"max_level": self.max_level, "min_level": self.min_level, "tol": self.tol,
                 "budget": self.budget, "adaptations": self.adaptations, "slabs": self.slabs,
-                "round_tol": self.round_tol, "indicator": self.indicator}
+                "round_tol": self.round_tol, "indicator": self.indicator, "first_level": self.first_level}
 
     def resolved(self, problem: MFGProblem) -> AMR:
         """A copy with the defaults filled for ``problem`` (levels from its grid, the budget);
@@ -306,13 +317,16 @@ class AMR:
             budget = max(1, math.ceil(BUDGET_SHARE * len(probe) * 2 ** (problem.ndim * max_level)))
         slab_edges(problem.time.Nt, self.slabs)  # ValueError unless slabs <= Nt
         return AMR(max_level, min_level, self.tol, budget, self.adaptations, self.slabs, self.round_tol,
-                   self.indicator, self.kernels)
+                   self.indicator, self.kernels, min_level if self.first_level is None else self.first_level)
 
     def first_mesh(self, problem: MFGProblem) -> TreeMesh:
-        """The uniform ``min_level`` mesh on the problem's box; checks the grid is a level of the tree."""
+        """The uniform ``first_level`` mesh (of a tree from ``min_level`` to ``max_level``) on the
+        problem's box; checks the grid is a level of the tree."""
         mesh = TreeMesh.from_grid(problem.grid, min_level=self.min_level, max_level=self.max_level,
                                   kernels=self.kernels)
         grid_level(problem.grid, mesh)
+        for _ in range((self.min_level if self.first_level is None else self.first_level) - self.min_level):
+            mesh = mesh.refine(np.ones(len(mesh), dtype=bool))
         return mesh
 
     def solve(self, problem: MFGProblem, policy: Any = None, *, tol: float = 1e-8, max_iter: int = 500,
@@ -353,7 +367,8 @@ class AMR:
     def adapted(self, disc: SlabMFG, u: np.ndarray, m: np.ndarray) -> list[TreeMesh]:
         """Each slab's mesh adapted to ``u`` and ``m`` (Nt+1, W) over the slab's own time levels
         (``error_indicator``, its largest over them; one weight per field for all slabs) and marked
-        by ``mark`` (``tol``, ``budget`` per mesh)."""
+        by ``mark`` (``tol``, ``budget`` per mesh); the density marking without a budget coarsens
+        through several levels at once (``coarsen_through``)."""
         weights = [1.0 / top if (top := float(np.abs(a).max())) > 0 else 1.0 for a in (u, m)]
         density = self.indicator == "density"
         out = []
@@ -363,5 +378,7 @@ class AMR:
             eta = error_indicator(mesh, *fields[density:], kind=self.indicator, weights=weights[density:])
             marks = mark(mesh, eta, tol=None if density else self.tol, above=self.tol if density else None,
                          budget=self.budget)
-            out.append(mesh.adapt(marks.refine, marks.coarsen))
+            adapted = mesh.adapt(marks.refine, marks.coarsen)
+            out.append(coarsen_through(mesh, adapted, eta, self.tol) if density and self.budget is None
+                       else adapted)
         return out

@@ -30,6 +30,7 @@ from mfg_rl.core.tree_mesh import TreeMesh
 
 INDICATOR_KERNELS = ("numpy", "jax")
 KINDS = (*INDICATORS, "density")
+COARSEN_BELOW = 0.25  # mark's default: a leaf may coarsen under this share of its refinement level
 
 
 def error_indicator(mesh: TreeMesh, *fields: Any, kind: str = "jump", weights: Sequence[float] | None = None,
@@ -104,7 +105,7 @@ def _largest(n: int, fits: Callable[[int], bool]) -> int:
 
 
 def mark(mesh: TreeMesh, eta: Any, *, tol: float | None = None, budget: int | None = None,
-         coarsen_below: float = 0.25, above: float | None = None) -> Marks:
+         coarsen_below: float = COARSEN_BELOW, above: float | None = None) -> Marks:
     """Mark leaves for a target error ``tol``, a level ``above``, a cell budget, or a budget with either.
 
     - ``tol``: refine ``eta_K > tol / M`` unless ``sum_K eta_K <= tol`` already (the target
@@ -190,3 +191,24 @@ def mark(mesh: TreeMesh, eta: Any, *, tol: float | None = None, budget: int | No
         count = _largest(len(order), lambda j: not fits(0, flags(order[:j].ravel()))) + 1
         coarsen = coarsen | flags(order[:count].ravel())
     return Marks(refine, coarsen)
+
+
+def coarsen_through(old: TreeMesh, new: TreeMesh, eta: Any, above: float,
+                    coarsen_below: float = COARSEN_BELOW) -> TreeMesh:
+    """``new`` (``old`` adapted once) coarsened further, pass after pass, where ``mark(..., above=...)``
+    would coarsen: complete families whose leaves all have ``eta < coarsen_below above``, with ``eta``
+    (M_old,) of ``old`` carried over as the largest ``eta`` of the ``old`` leaves a leaf overlaps.
+
+    For an ``eta`` that does not depend on the leaf size (``kind="density"``: where the crowd is)
+    the rule is the same at every level, so one adaptation may coarsen a leaf down several levels
+    (down to ``min_level``, balance permitting) instead of one per coupled solve.
+    """
+    eta = np.asarray(eta, dtype=np.float64)
+    centres = np.asarray(old.centres)
+    while True:
+        top = eta[old.locate(np.asarray(new.centres))]  # leaves inside an old leaf: its eta
+        np.maximum.at(top, new.locate(centres), eta)  # leaves over several old ones: their largest
+        coarser = new.adapt(np.zeros(len(new), dtype=bool), top < coarsen_below * above)
+        if len(coarser) == len(new):
+            return new
+        new = coarser
