@@ -73,10 +73,12 @@ class TreeScheme:
                                 and np.abs(coo.col - coo.row).max(initial=0) <= 1)
         if self.tridiagonal:  # entry (row, col) sits in band (col - row + 1) at row
             M = len(mesh)
-            self._band = self._rows + M * (self._cols - self._rows + 1)
             self._diffusion_bands = np.bincount(coo.row + M * (coo.col - coo.row + 1), coo.data,
-                                                minlength=3 * M)
-            self._diffusion_tridiagonal = Tridiagonal(*self._diffusion_bands.reshape(3, M))
+                                                minlength=3 * M).reshape(3, M)
+            self._diffusion_tridiagonal = Tridiagonal(*self._diffusion_bands)
+            # one slope entry per side: P-_i = a0 u_i + b0 u_{i-1} + c0, P+_i = a1 u_i + b1 u_{i+1} + c1
+            self._sides = [np.bincount(self._slot, w, minlength=2 * M).reshape(M, 2).T.copy()
+                           for w in (self._a, self._b, self._c)]
         else:
             self._pattern = SparsePattern(np.concatenate([coo.row, self._rows]),
                                           np.concatenate([coo.col, self._cols]), len(mesh))
@@ -180,12 +182,22 @@ class TreeScheme:
     def apply_tridiagonal(self, u: np.ndarray, m: np.ndarray, bound: Callable[[Any], tuple[Any, Any]],
                           shift: float) -> tuple[np.ndarray, Tridiagonal]:
         """``apply`` on a tridiagonal tree (``self.tridiagonal``): the value (M,) and the bands of
-        ``shift I + A`` (``Tridiagonal``), the same numbers as the CSR Jacobian without building it."""
-        value, active, g = self._value(u, bound)
-        M = len(self.mesh)
-        bands = self._diffusion_bands + np.bincount(self._band, self.drift_values(active, g), minlength=3 * M)
-        bands = bands.reshape(3, M)
-        return value, Tridiagonal(bands[0], bands[1] + shift, bands[2])
+        ``shift I + A`` (``Tridiagonal``), the same numbers as the CSR Jacobian without building it:
+        each leaf has one slope entry per side, so slopes and bands are shifted products, no
+        scatter (``slopes`` and ``drift_values`` with their neighbours in the bands)."""
+        (a0, a1), (b0, b1), (c0, c1) = self._sides
+        back = a0 * u + c0
+        back[1:] += b0[1:] * u[:-1]
+        forward = a1 * u + c1
+        forward[:-1] += b1[:-1] * u[1:]
+        np.maximum(back, 0.0, out=back)
+        np.minimum(forward, 0.0, out=forward)
+        psi, g = bound(back * back + forward * forward)
+        value = self._diffusion_tridiagonal @ u + self.diffusion_constant + psi
+        g_back, g_forward = (g + 0.0 * u) * back, (g + 0.0 * u) * forward
+        lower, diag, upper = self._diffusion_bands
+        return value, Tridiagonal(lower + g_back * b0, diag + shift + g_back * a0 + g_forward * a1,
+                                  upper + g_forward * b1)
 
     def apply_sparse(self, u: np.ndarray, m: np.ndarray, bound: Callable[[Any], tuple[Any, Any]],
                      shift: float) -> tuple[np.ndarray, SparseLU]:
@@ -266,12 +278,12 @@ class TreeMFG:
             return r, jac, np.max(np.abs(r)) * dt
 
         scale = 1.0 + np.max(np.abs(u_next)) + dt * np.max(np.abs(f))
+        target = self.newton_tol * scale
         chord = ChordSolve(self.factors.get(n))
         out = newton(np, residual, chord, u_next if guess is None else guess,
-                     target=self.newton_tol * scale, floor=round_off_floor(np, u_next.dtype, scale),
-                     max_iter=self.max_newton)
+                     target=target, floor=round_off_floor(np, u_next.dtype, scale), max_iter=self.max_newton)
         raise_for_status(int(out.status), float(out.error), f"at time index n={n}", self.max_newton,
-                         f"{self.newton_tol * scale:.1e}")
+                         f"{target:.1e}")
         if chord.factor is not None:
             self.factors[n] = chord.factor
         return out.u, out.jacobian, int(out.iterations), float(out.error)
