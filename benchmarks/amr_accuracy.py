@@ -5,7 +5,7 @@ One problem, one time grid (``Nt`` fixed, so only space is refined). Solved by `
 
 - uniform grids at tree levels ``L`` and ``L + 1`` (``method="sequential"``, Anderson);
 - ``AMR(max_level=L + 1, min_level=L - 1, budget=...)`` (``method=AMR``, Anderson: what
-  ``coupling="auto"`` runs on a tree); ``--coarsest``, ``--slabs``, ``--indicator``,
+  ``coupling="auto"`` runs on a tree); ``--coarsest``, ``--first``, ``--slabs``, ``--indicator``,
   ``--amr-tol`` (then no budget) and ``--round-tol`` set its options. Its cells are leaves per
   time step, averaged over the steps (each slab has its own mesh);
 - a uniform reference at level ``L + 3``, two levels finer than AMR's finest.
@@ -18,13 +18,18 @@ Error of ``m``: ``max_n sum_cells vol |m^n - <m_ref^n>|`` (L1 in space, max over
 ``<m_ref>`` the reference's cell averages on the solution's own cells (its grid or its leaves,
 ``grid_to_leaves``, conservative); error of ``u`` the same in the max norm. Seconds: wall time of
 ``solve`` alone (best of ``--repeat`` runs), two threads at most; iterations: coupling iterations
-(AMR: of all its coupled solves). The sharp-front variants lower ``sigma`` and the width of ``m0``.
+(AMR: of all its coupled solves). The sharp-front variants lower ``sigma`` and the width of ``m0``;
+``--front`` (crowd-exit-1d) is a compact crowd walking to the exit (no crowd aversion, little
+congestion, no time cost), the 1D problem of the README's table. ``--cache DIR`` keeps the
+reference solves between runs.
 
 Usage::
 
     python benchmarks/amr_accuracy.py                                  # crowd-exit-1d, sharp front, L = 7
     python benchmarks/amr_accuracy.py --slabs 10 --indicator density --amr-tol 0.01 --coarsest 5 --oracle 0.01
     python benchmarks/amr_accuracy.py --problem crowd-2d --level 4 --Nt 20
+    python benchmarks/amr_accuracy.py --front --level 12 --Nt 100 --slabs 20 --indicator density \\
+        --amr-tol 0.0015 --coarsest 3 --first 10 --round-tol 1e-2 --repeat 3 --cache /tmp/amr
 """
 
 from __future__ import annotations
