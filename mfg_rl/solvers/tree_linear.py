@@ -170,19 +170,23 @@ def adjoint_solve(matrix: Any, rhs: np.ndarray, factor: Any = None) -> tuple[np.
     With a factorised ``factor`` (the step's last factors, e.g. its final Newton iteration's):
     iterative refinement ``x <- x + F^-T (rhs - A^T x)`` (Wilkinson), while each sweep cuts
     ``sum|rhs - A^T x|`` at least ``1 / CHORD_RATE``-fold, until it is round-off,
-    ``<= ROUND_OFF eps sum |A|^T |x|`` (the backward error of a direct solve: the FP step's mass then
-    moves by round-off, as with ``A``'s own LU). Otherwise, or without a factor, ``A``'s own LU.
+    ``<= ROUND_OFF eps sum |A|^T |x_0|`` (the backward error of a direct solve: the FP step's mass
+    then moves by round-off, as with ``A``'s own LU). It gives up as soon as its rate cannot reach
+    that within ``MAX_REFINEMENTS`` sweeps; then, or without a factor, ``A``'s own LU.
     """
     if factor is not None and factor is not matrix and factor.factored:
         x = factor.solve(rhs, transpose=True)
+        floor = ROUND_OFF * np.finfo(float).eps * matrix.rmatvec(np.abs(x), absolute=True).sum()
         defect = rhs - matrix.rmatvec(x)
         size = np.abs(defect).sum()
-        for _ in range(MAX_REFINEMENTS):
-            if size <= ROUND_OFF * np.finfo(float).eps * matrix.rmatvec(np.abs(x), absolute=True).sum():
+        for k in range(MAX_REFINEMENTS):
+            if size <= floor:
                 return x, factor
             x = x + factor.solve(defect, transpose=True)
             defect = rhs - matrix.rmatvec(x)
             size, before = np.abs(defect).sum(), size
-            if size > CHORD_RATE * before:
+            left = MAX_REFINEMENTS - 1 - k  # sweeps left; at this rate, would they reach the floor?
+            slow = size > floor and np.log(size / floor) > left * np.log(before / size)
+            if size > CHORD_RATE * before or slow:
                 break
     return matrix.solve(rhs, transpose=True), matrix
