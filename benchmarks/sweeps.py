@@ -64,6 +64,7 @@ CASES = {
     "solve crowd-2d 16x16x5 anderson host": ("solve", "host", {**CROWD_2D, "Nt": 5}),
     "hjb sweep crowd-2d 16x16x10 off-host": ("hjb", "off", {**CROWD_2D, "Nt": 10}),
     "fp sweep crowd-2d 16x16x10 off-host": ("fp", "off", {**CROWD_2D, "Nt": 10}),
+    "solve crowd-2d 16x16x5 anderson off-host": ("solve", "off", {**CROWD_2D, "Nt": 5}),
 }
 
 CHILD = """

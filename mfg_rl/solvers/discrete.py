@@ -94,8 +94,10 @@ class DiscreteMFG:
         # iteration when transport dominates (crowd-exit-1d at sigma = 0: ~200 on the first step)
         self.max_newton = MIN_NEWTON + sum(problem.grid.shape) if max_newton is None else max_newton
         # unrolled Newton iterations per step of the next sweep (``start_hjb_step``): the most the
-        # last sweep took, so a sweep like the last reads its statuses once, at its end
+        # last sweep took, so a sweep like the last reads its statuses once, at its end; each step
+        # capped at what it took in the last sweep (``step_rounds``; None before a sweep)
         self.newton_rounds = FIRST_ROUNDS
+        self.newton_counts: list[int] | None = None
         ndim = problem.grid.ndim
         self.forcing_scale = min(1.0, min(problem.grid.spacing) ** 2 / (2 * ndim * self.dt))
 
@@ -103,13 +105,46 @@ class DiscreteMFG:
     def unrolled_newton(self) -> bool:
         """Whether sweeps run each step's Newton ``Unrolled`` and read the statuses once per sweep.
 
-        Off the host (an accelerator, or jax), where a host read waits for the device, and
-        when nothing else in the step reads the host (1D: the tridiagonal solve is direct).
-        On the host a read is free and the checked loop stops each step in time, while
-        unrolled rounds take the sweep's most iterations at every step; 2D Krylov solves
-        still read their dot products every iteration.
+        Off the host (an accelerator, or jax), where a host read waits for the device. On the
+        host a read is free and the checked loop stops each step in time, while unrolled
+        rounds take what the step took in the last sweep (``step_rounds``). The Newton part
+        of a sweep then reads nothing per step: its target stays a 0-d array (the 2D Krylov
+        ``atol`` too). 1D steps solve directly and read nothing else; each Newton round of a 2D
+        step is an off-host Krylov solve, which reads the host once per chunk of BiCGStab
+        iterations plus twice (``StencilSolver._solve_off_host``: at most ``ceil(n / k) + 3``
+        for ``n`` iterations), three times in a round masked after the step stopped (its right
+        side is zero).
         """
-        return self.backend.host_twin().name != "numpy" and self.problem.grid.ndim == 1
+        return self.backend.host_twin().name != "numpy"
+
+    @property
+    def unrolled_sweep(self) -> bool:
+        """Whether the next HJB sweep unrolls (``unrolled_newton``): 1D always; 2D once a sweep
+        has said what each step takes (``newton_counts``). A pass reads only at its end, so
+        the steps after one that outran its rounds run and are discarded, and a 2D step's
+        idle round is a Krylov solve (three reads): a first 2D sweep unrolled at 4 rounds
+        read 1.2-1.7x the checked sweep on crowd-2d 16x16 (Nt = 3, 10)."""
+        return self.unrolled_newton and (self.problem.grid.ndim == 1 or self.last_counts() is not None)
+
+    def last_counts(self) -> list[int] | None:
+        """The Newton iterations of each step ``n`` in the last sweep at this ``Nt`` (None before one)."""
+        counts = self.newton_counts
+        return counts if counts is not None and len(counts) == self.Nt else None
+
+    def record_newton(self, counts: list[int]) -> None:
+        """What a sweep's steps took, from ``n = Nt-1`` down: the next sweep's rounds (the most)
+        and caps (``step_rounds``)."""
+        self.newton_rounds = max(1, max(counts, default=1))
+        self.newton_counts = counts[::-1]
+
+    def step_rounds(self, n: int, rounds: int, slack: int) -> int:
+        """Unrolled Newton iterations of step ``n`` in a pass of ``rounds`` (``Sequential``): at most
+        ``slack`` more than step ``n`` took in the last sweep (before any: than ``newton_rounds``).
+        Steps differ (crowd-2d 16x16 takes 10, 6, 5, 4, ... from ``n = Nt-1`` down), and each
+        idle round of a 2D step is a Krylov solve (three host reads, ``first`` masked BiCGStab
+        iterations), dearer than a step finished under the checked loop."""
+        counts = self.last_counts()
+        return min(rounds, (self.newton_rounds if counts is None else counts[n]) + slack)
 
     def with_dt(self, dt: float) -> DiscreteMFG:
         """The same scheme with time step ``dt`` (Parareal's coarse steps); shares everything else."""
@@ -143,6 +178,13 @@ class DiscreteMFG:
         if forcing is not None:
             target = xp.maximum(target, forcing * self.forcing_scale)
         return target, round_off_floor(xp, u_next.dtype, scale)
+
+    def krylov_atol(self, target: Any) -> Any:
+        """The absolute defect ``||J du - R||_2`` a 2D Newton correction may leave, ``0.1 target / dt``
+        (a 0-d array), so that the last correction still lands below ``target``; 0 where ``target`` is
+        not finite: that step stopped on a non-finite error before any solve, and the masked rounds
+        of an unrolled Newton solve ``J du = 0`` for it, which must converge."""
+        return self.xp.where(self.xp.isfinite(target), 0.1 * target / self.dt, 0.0)
 
     def transport_hint(self, u: Any, m: Any) -> str:
         """Why a step may defeat Newton, from the scheme's speed ``a = max|alpha(u, m)|``: cells
@@ -185,9 +227,10 @@ class DiscreteMFG:
 
     def start_hjb_step(self, u_next: Any, m_next: Any, f: Any, n: int, guess: Any = None,
                        forcing: float | None = None, rounds: int | None = None) -> PendingStep:
-        """``hjb_step``'s Newton, ``Unrolled(rounds)`` (no host look; ``None``: ``python_loop``)."""
+        """``hjb_step``'s Newton, ``Unrolled(rounds)`` (no host look of its own; ``None``: ``python_loop``;
+        the host reads of 2D steps' Krylov solves: ``unrolled_newton``)."""
         target, floor = self.step_target(u_next, f, forcing)
-        atol = 0.1 * float(target) / self.dt if self.problem.grid.ndim > 1 else 0.0  # 1D solves are direct
+        atol = self.krylov_atol(target) if self.problem.grid.ndim > 1 else 0.0  # 1D solves are direct
 
         def solve(jac: StencilMatrix, r: Any, error: Any) -> Any:
             return self.linear.solve(jac, r, rtol=NEWTON_KRYLOV_RTOL, atol=atol)

@@ -8,11 +8,13 @@ handed in, and the status is a 0-d array code whichever it is:
 
 - ``python_loop``: the host reads the status once per iteration (arrays on the host, where
   that is free);
-- ``Unrolled(rounds)``: ``rounds`` iterations with no host look at all (arrays on an
-  accelerator: ``DiscreteMFG.unrolled_newton``); the body is masked,
-  ``u <- where(running, u - du, u)``, so a step that stopped stays exactly where it
-  stopped, and one still ``RUNNING`` afterwards is resumed by ``newton(..., iterations=k)``
-  under ``python_loop`` on the same path (the host looks once per sweep, not per iteration);
+- ``Unrolled(rounds)``: ``rounds`` iterations with no host look of Newton's own (arrays on an
+  accelerator: ``DiscreteMFG.unrolled_newton``; a 2D step's Krylov solves read theirs); the body is masked,
+  ``u <- where(running, u - du, u)`` with ``du`` solving ``J du = where(running, R, 0)``, so a
+  step that stopped stays exactly where it stopped and its linear solve has nothing to do (a
+  Krylov solve stops before its first iteration), and one still ``RUNNING`` afterwards is
+  resumed by ``newton(..., iterations=k)`` under ``python_loop`` on the same path (the host
+  looks once per sweep, not per iteration);
 - ``jax.lax.while_loop`` inside compiled sweeps (the same body traces).
 
 ``Chunked(xp, k)`` (any body, masked by the loop) reads the status once every ``k`` iterations:
@@ -134,7 +136,8 @@ def newton(xp: Any, residual: Residual, solve: LinearSolve, start: Any, *, targe
 
     def body(carry: tuple) -> tuple:
         k, u, r, jac, error, code = carry
-        du = solve(jac, r, error)
+        running = code == RUNNING
+        du = solve(jac, xp.where(running, r, 0.0) if masked else r, error)  # masked: nothing to solve
         done = xp.max(xp.abs(du)) <= floor  # u is as exact as it gets
         if line_search:
             du = _backtrack(xp, residual, u, du, error, target, loop)
@@ -142,7 +145,6 @@ def newton(xp: Any, residual: Residual, solve: LinearSolve, start: Any, *, targe
             u = u - du
             r, jac, error = residual(u)
             return k + 1, u, r, jac, error, status(error, k + 1, done)
-        running = code == RUNNING
         u = xp.where(running, u - du, u)
         r, jac, error = residual(u)  # unchanged u: the same r, J and error, bit for bit
         k = k + xp.astype(running, xp.int32)

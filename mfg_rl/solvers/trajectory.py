@@ -61,21 +61,24 @@ class Sequential:
 
     def hjb(self, disc: DiscreteMFG, m: Any, u_guess: Any = None, forcing: float | None = None) -> HJBResult:
         """The backward sweep. On the host each step's Newton is checked as it goes; where
-        ``disc.unrolled_newton`` (1D off the host), every step runs ``disc.newton_rounds``
-        unrolled Newton iterations and the host reads all statuses once, at the end of the
-        sweep (``_unchecked_sweep``)."""
+        ``disc.unrolled_sweep`` (off the host), every step runs unrolled Newton iterations
+        (``disc.step_rounds``) and the host reads all statuses once, at the end of the sweep
+        (``_unchecked_sweep``). Either way ``disc.newton_counts`` says what each step took."""
         xp = disc.xp
         f = disc.running_cost(m[1:])
         levels, matrices = [disc.terminal_cost(m[-1])], []
         newton, worst = 0, 0.0
-        if not disc.unrolled_newton:
+        if not disc.unrolled_sweep:
+            counts = []
             for n in range(disc.Nt - 1, -1, -1):
                 guess = None if u_guess is None else u_guess[n]
                 step = disc.hjb_step(levels[-1], m[n + 1], f[n], n, guess, forcing)
                 levels.append(step.u)
                 matrices.append(step.matrix)
-                newton += step.iterations
+                counts.append(step.iterations)
                 worst = max(worst, step.residual)
+            newton = sum(counts)
+            disc.record_newton(counts)
         else:
             newton, worst = self._unchecked_sweep(disc, m, f, u_guess, forcing, levels, matrices)
         u = xp.stack(levels[::-1])
@@ -85,18 +88,22 @@ class Sequential:
                          levels: list, matrices: list) -> tuple[int, float]:
         """Passes of unrolled steps from ``n = Nt-1`` down, each read by the host once at its end.
 
-        A step still running after its rounds is finished under the checked loop and the
-        sweep goes on from the step before it with twice the rounds (so a sweep takes at most
-        ``log2(max_newton)`` passes); a failed step raises as ``hjb_step`` does. The next
-        sweep's rounds are the most this one took. Same numbers as the checked sweep.
+        Each step runs ``disc.step_rounds(n, rounds, slack)``: the pass's ``rounds``, capped at
+        what the step took in the last sweep plus ``slack``. A step still running after its
+        rounds is finished under the checked loop and the sweep goes on from the step before
+        it with twice the rounds and twice the slack (at least 1), so a sweep takes at most
+        ``log2(max_newton) + 2`` passes; a failed step raises as ``hjb_step`` does. The next
+        sweep's rounds are the most this one took, its caps what each step took. Same numbers
+        as the checked sweep.
         """
-        rounds, counts, errors = disc.newton_rounds, [], [0.0]
+        rounds, slack, counts, errors = disc.newton_rounds, 0, [], [0.0]
         start = disc.Nt - 1
         while start >= 0:
             base, pending = len(levels), []
             for n in range(start, -1, -1):
                 guess = None if u_guess is None else u_guess[n]
-                pending.append(disc.start_hjb_step(levels[-1], m[n + 1], f[n], n, guess, forcing, rounds))
+                pending.append(disc.start_hjb_step(levels[-1], m[n + 1], f[n], n, guess, forcing,
+                                                   disc.step_rounds(n, rounds, slack)))
                 levels.append(pending[-1].outcome.u)
                 matrices.append(pending[-1].outcome.jacobian)
             codes, iterations, residuals = disc.step_reports(pending)  # the host's one look at this pass
@@ -111,9 +118,9 @@ class Sequential:
             matrices.append(step.matrix)
             counts.append(step.iterations)
             errors.append(step.residual)
-            rounds = max(step.iterations, 2 * rounds)
+            rounds, slack = max(step.iterations, 2 * rounds), max(2 * slack, 1)
             start = pending[kept].n - 1
-        disc.newton_rounds = max(1, max(counts, default=1))
+        disc.record_newton(counts)
         return sum(counts), max(errors)
 
     def fp(self, disc: DiscreteMFG, u: Any, m: Any, forcing: float | None = None,
