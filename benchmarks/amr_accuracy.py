@@ -19,8 +19,8 @@ Error of ``m``: ``max_n sum_cells vol |m^n - <m_ref^n>|`` (L1 in space, max over
 ``grid_to_leaves``, conservative); error of ``u`` the same in the max norm. Seconds: wall time of
 ``solve`` alone (best of ``--repeat`` runs), two threads at most; iterations: coupling iterations
 (AMR: of all its coupled solves). The sharp-front variants lower ``sigma`` and the width of ``m0``;
-``--front`` (crowd-exit-1d) is a compact crowd walking to the exit (no crowd aversion, little
-congestion, no time cost), the 1D problem of the README's table. ``--cache DIR`` keeps the
+``--front`` (crowd-exit-1d, crowd-2d) is a compact crowd walking to the exit (no crowd aversion,
+little congestion, no time cost), the problems of the README's table. ``--cache DIR`` keeps the
 reference solves between runs.
 
 Usage::
@@ -53,7 +53,9 @@ from mfg_rl.solvers.coupling import Anderson, run_coupling  # noqa: E402
 
 SHARP = {"crowd-exit-1d": {"sigma": 0.05, "m0_width": 0.03}, "crowd-2d": {"sigma": 0.1, "m0_width": 0.05}}
 FRONT = {"crowd-exit-1d": {"sigma": 0.02, "m0_width": 0.02, "m0_center": 0.5, "crowd_aversion": 0.0,
-                           "congestion": 0.05, "time_cost": 0.0}}
+                           "congestion": 0.05, "time_cost": 0.0},
+         "crowd-2d": {"sigma": 0.05, "m0_width": 0.05, "m0_center": (0.5, 0.5), "crowd_aversion": 0.0,
+                      "congestion": 0.05, "time_cost": 0.0}}
 
 
 def make(name: str, level: int, nt: int, params: dict) -> problems.MFGProblem:
