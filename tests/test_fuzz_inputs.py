@@ -326,7 +326,7 @@ SOLVER_OBJECTS: dict[Any, dict[str, str]] = {
                "warm_start": "bool", "forcing": "real|None", "workers": "int|None"},
     AMR: {"max_level": "int|None", "min_level": "int|None", "tol": "real|None", "budget": "int|None",
           "adaptations": "int", "indicator": "name", "kernels": "name", "slabs": "int",
-          "round_tol": "real|None"},
+          "round_tol": "real|None", "first_level": "int|None"},
 }
 
 
