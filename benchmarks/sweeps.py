@@ -39,6 +39,25 @@ host 1345 -> 165 (HJB's Krylov solves) and 604 -> 36 (FP) times and run 1.3x the
 a masked BiCGStab iteration computes both halves where the host's breaks after the first, and
 the frame select and density projection are computed, not branched; on the CPU that is time.
 
+Unrolled Newton in 2D sweeps too, each step's rounds capped at what it took in the last sweep,
+measured 2026-12-05 the same way, d06486b~1 vs d06486b (best of 2)::
+
+    case                                       before s    after s  after/before
+    hjb sweep lq-1d 201x100 host                 0.0828     0.0748          0.90
+    hjb sweep lq-1d 201x100 off-host             0.4371     0.2421          0.55
+    solve lq-1d 201x50 anderson off-host         0.8771     0.9374          1.07
+    hjb sweep crowd-2d 32x32x20 host             0.0574     0.0578          1.01
+    solve crowd-2d 16x16x5 anderson host         0.1908     0.1905          1.00
+    hjb sweep crowd-2d 16x16x10 off-host         0.4797     0.4795          1.00
+    solve crowd-2d 16x16x5 anderson off-host     3.4148     4.0641          1.19
+
+Host rows: the same code. The off-host lq-1d sweep runs each step's own count of rounds (206
+in all), not the sweep's most at every step (300). The warm crowd-2d sweep reads the host
+273 -> 156 times (outside its Krylov solves 118 -> 1) in the same time. A whole off-host crowd-2d solve reads 2053 -> 1497 times but runs 391
+Krylov solves for 316: steps whose count grew since the last sweep are finished checked and
+the steps after them in the pass are discarded, and idle rounds of steps whose count fell
+solve ``J du = 0`` (42, each ``first`` masked BiCGStab iterations): 1.2x the operations.
+
 Usage::
 
     python benchmarks/sweeps.py --baseline 8ce93b8 --repeats 3
