@@ -3,7 +3,7 @@
 Perolat et al. 2021 ("Scaling up mean field games with online mirror descent"), in the deep
 Munchausen form of Lauriere et al. 2022 ("Scalable deep RL algorithms for mean field games").
 Actions are the ``K^d`` points of a grid in ``[-max_action, max_action]^d`` (game units; ``K = 21``
-in 1D, ``7 x 7`` in 2D), the policy is ``pi_k = softmax(Q_k / tau)`` over them
+in 1D, ``11 x 11`` in 2D), the policy is ``pi_k = softmax(Q_k / tau)`` over them
 (``mfg_rl.agents.softmax_q``). Outer iteration ``k``:
 
 1. the crowd ``m_k`` is the one ``pi_k`` induces: the Fokker-Planck solution of its deterministic

@@ -98,5 +98,5 @@ def munchausen_target(rewards: torch.Tensor, log_pi_taken: torch.Tensor, log_pi_
 
 def softmax_q_networks(params: Any, obs_dim: int, act_dim: int, max_action: float) -> SoftmaxQNetworks:
     """OMD's networks for ``params`` (``OMDHyperparameters``) and the env's spaces."""
-    per_axis = params.actions_per_axis or (21 if act_dim == 1 else 7)
+    per_axis = params.actions_per_axis or (21 if act_dim == 1 else 11)
     return SoftmaxQNetworks(obs_dim, act_dim, params.hidden, max_action, per_axis, params.tau)
