@@ -53,10 +53,11 @@ measured 2026-12-05 the same way, d06486b~1 vs d06486b (best of 2)::
 
 Host rows: the same code. The off-host lq-1d sweep runs each step's own count of rounds (206
 in all), not the sweep's most at every step (300). The warm crowd-2d sweep reads the host
-273 -> 156 times (outside its Krylov solves 118 -> 1) in the same time. A whole off-host crowd-2d solve reads 2053 -> 1497 times but runs 391
-Krylov solves for 316: steps whose count grew since the last sweep are finished checked and
-the steps after them in the pass are discarded, and idle rounds of steps whose count fell
-solve ``J du = 0`` (42, each ``first`` masked BiCGStab iterations): 1.2x the operations.
+273 -> 156 times (outside its Krylov solves 118 -> 1) in the same time. A whole off-host
+crowd-2d solve reads 2053 -> 1497 times but runs 391 Krylov solves for 316: steps whose count
+grew since the last sweep are finished checked and the steps after them in the pass are
+discarded, and idle rounds of steps whose count fell solve ``J du = 0`` (42, each ``first``
+masked BiCGStab iterations): 1.2x the operations.
 
 Usage::
 
