@@ -2,7 +2,7 @@
 
 The games' controls are continuous, ``alpha`` in ``[-max_action, max_action]^d``; mirror descent
 needs a softmax over actions, so the actions are the ``K^d`` points of a grid with ``K`` points per
-axis (``K = 11``: ``-max_action, ..., max_action`` in steps of ``max_action / 5``) and
+axis (``K = 21`` in 1D: ``-max_action, ..., max_action`` in steps of ``max_action / 10``) and
 
     pi(a|s) = softmax_a(Q(s, a) / tau),      control(s) = E_pi[a] = sum_a pi(a|s) a
 
