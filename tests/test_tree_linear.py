@@ -14,7 +14,7 @@ import mfg_rl.solvers.tree_linear as tree_linear
 from mfg_rl.core import Grid, MFGProblem, TimeGrid
 from mfg_rl.core.hamiltonians import Hamiltonian
 from mfg_rl.core.tree_mesh import TreeMesh
-from mfg_rl.solvers.tree_linear import SparseLU, SparsePattern
+from mfg_rl.solvers.tree_linear import CSCSlots, SparseLU
 from mfg_rl.solvers.tree_scheme import TreeMFG, TreeScheme
 
 
@@ -37,7 +37,7 @@ def test_pattern_and_lu_solve_both_ways() -> None:
     size = 40
     rows, cols = rng.integers(0, size, 300), rng.integers(0, size, 300)  # with duplicates
     values = -rng.random(300)
-    pattern = SparsePattern(rows, cols, size)
+    pattern = CSCSlots(rows, cols, size)
     data = pattern.gather(values)
     dense = sp.coo_matrix((values, (rows, cols)), shape=(size, size)).toarray()
     shift = 1.0 + np.abs(dense).sum(axis=1)  # rows dominated by 1

@@ -2,7 +2,7 @@
 and their solves, ``J x = b`` (HJB Newton) and ``J^T x = b`` (the FP step, its exact adjoint).
 
 - ``Tridiagonal``: a 1D tree without periodic ends (three bands, LAPACK ``gtsv``).
-- ``SparsePattern`` and ``SparseLU``: any other tree. The pattern of ``J`` is fixed per mesh (the
+- ``CSCSlots`` and ``SparseLU``: any other tree. The pattern of ``J`` is fixed per mesh (the
   diffusion's entries, the drift's two-point entries and the diagonal), so it is built once in CSC
   form with a slot per entry; a Newton iteration only sums its values into the slots
   (``np.bincount``) instead of building and converting a scipy matrix. ``SparseLU`` factorises
@@ -77,7 +77,7 @@ class Tridiagonal:
         return x
 
 
-class SparsePattern:
+class CSCSlots:
     """The CSC pattern (M, M) of entries at ``(rows, cols)`` (K,), duplicates summed (``indices``,
     ``indptr`` and ``columns``, the column of each stored entry, (nnz,)): ``slots`` (K,)
     sends entry ``k`` to ``data[slots[k]]``; ``diagonal`` (M,) holds the slots of ``(i, i)``, which
@@ -102,7 +102,7 @@ class SparseLU:
     """The matrix (M, M) of CSC ``data`` on ``pattern``, with its LU factors made on the first solve
     and kept (module docstring)."""
 
-    def __init__(self, pattern: SparsePattern, data: np.ndarray) -> None:
+    def __init__(self, pattern: CSCSlots, data: np.ndarray) -> None:
         self.pattern, self.data = pattern, data
         self.shape = (pattern.size, pattern.size)
         self._lu: Any = None

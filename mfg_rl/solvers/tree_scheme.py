@@ -35,7 +35,7 @@ from mfg_rl.core.tree_mesh import TreeMesh
 from mfg_rl.solvers.discrete import MIN_NEWTON
 from mfg_rl.solvers.step_newton import newton, raise_for_status, round_off_floor
 from mfg_rl.solvers.trajectory import HJBResult
-from mfg_rl.solvers.tree_linear import ChordSolve, SparseLU, SparsePattern, Tridiagonal, adjoint_solve
+from mfg_rl.solvers.tree_linear import ChordSolve, CSCSlots, SparseLU, Tridiagonal, adjoint_solve
 
 
 class TreeScheme:
@@ -80,7 +80,7 @@ class TreeScheme:
             self._sides = [np.bincount(self._slot, w, minlength=2 * M).reshape(M, 2).T.copy()
                            for w in (self._a, self._b, self._c)]
         else:
-            self._pattern = SparsePattern(np.concatenate([coo.row, self._rows]),
+            self._pattern = CSCSlots(np.concatenate([coo.row, self._rows]),
                                           np.concatenate([coo.col, self._cols]), len(mesh))
             self._diffusion_data = self._pattern.gather(np.concatenate([coo.data, np.zeros(len(self._rows))]))
             self._drift_slots = self._pattern.slots[len(coo.data):]
