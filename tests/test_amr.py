@@ -311,3 +311,32 @@ def test_barycentric_finds_each_points_triangle_and_weights() -> None:
                                points[inside], atol=1e-13)
     lo, hi = centres.min(axis=0), centres.max(axis=0)
     assert not inside[((points < lo) | (points > hi)).any(axis=1)].any()  # beyond the centres: none
+
+
+def test_barycentric_picks_the_first_holding_triangle_as_a_full_scan() -> None:
+    """The binned search returns what testing every (point, triangle) pair returns: points on
+    vertices and edges (held by several triangles) take the first, points outside none."""
+    from scipy.spatial import Delaunay
+
+    from mfg_rl.solvers.amr import barycentric
+
+    centres = mixed_mesh(Grid([(0.0, 1.0)] * 2, (16, 16)), 4).centres
+    triangles = centres[Delaunay(centres).simplices]
+    rng = np.random.default_rng(9)
+    points = np.concatenate([rng.random((400, 2)) * 1.2 - 0.1, centres, triangles.mean(axis=1),
+                             0.5 * (triangles[:, 0] + triangles[:, 1])])
+    a, e1, e2 = triangles[:, 0], triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0]
+    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    d = points[:, None, :] - a  # every pair (P, S, 2)
+    w1 = (d[..., 0] * e2[:, 1] - d[..., 1] * e2[:, 0]) / det
+    w2 = (e1[:, 0] * d[..., 1] - e1[:, 1] * d[..., 0]) / det
+    hit = (w1 >= -1e-12) & (w2 >= -1e-12) & (w1 + w2 <= 1.0 + 1e-12)
+    first = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
+    for chunk in (1 << 22, 500):
+        triangle, weights = barycentric(triangles, points, chunk=chunk)
+        np.testing.assert_array_equal(triangle, first)
+        rows = np.flatnonzero(first >= 0)
+        expected = np.stack([1.0 - w1[rows, first[rows]] - w2[rows, first[rows]], w1[rows, first[rows]],
+                             w2[rows, first[rows]]], axis=1)
+        np.testing.assert_allclose(weights[rows], expected, rtol=0, atol=1e-15)
+    assert (hit.sum(axis=1) > 1).sum() > 100  # shared vertices and edges were tested

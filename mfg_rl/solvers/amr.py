@@ -135,25 +135,52 @@ def interpolate_to_grid(grid: Grid, mesh: TreeMesh, values: Any) -> np.ndarray:
 def barycentric(triangles: np.ndarray, points: np.ndarray, chunk: int = 1 << 22,
                 ) -> tuple[np.ndarray, np.ndarray]:
     """``(triangle, weights)``: for each point ``(P, 2)`` the first of ``triangles`` ``(S, 3, 2)``
-    holding it (-1 if none; flat ones skipped) and its barycentric weights ``(P, 3)``, tested
-    against all triangles in chunks of ``chunk`` pairs. (``Delaunay.find_simplex`` computes its
-    barycentric maps by one LAPACK call per triangle, seconds when BLAS threads meet a busy CPU.)"""
+    holding it (-1 if none; flat ones skipped) and its barycentric weights ``(P, 3)``.
+
+    Only the pairs whose point lies in the triangle's bounding box are tested: the points are
+    binned on a ``sqrt(P) x sqrt(P)`` grid and each triangle meets the points of the bins its box
+    covers, ``O(P + S)`` pairs on a mesh's centres, at most ``chunk`` at a time. (``Delaunay.find_simplex``
+    computes its barycentric maps by one LAPACK call per triangle, seconds when BLAS threads meet a
+    busy CPU; testing all ``P S`` pairs costs seconds at ``P = 4096``.)"""
     a, e1, e2 = triangles[:, 0], triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0]
     det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-    flat = np.abs(det) <= 1e-12 * np.abs(e1).max() * np.abs(e2).max()
+    flat = np.abs(det) <= 1e-12 * np.abs(e1).max(initial=0.0) * np.abs(e2).max(initial=0.0)
     det = np.where(flat, 1.0, det)
     triangle, weights = np.full(len(points), -1), np.zeros((len(points), 3))
-    for part in np.array_split(np.arange(len(points)), max(1, len(points) * len(triangles) // chunk)):
-        d = points[part, None, :] - a  # (p, S, 2)
-        w1 = (d[..., 0] * e2[:, 1] - d[..., 1] * e2[:, 0]) / det
-        w2 = (e1[:, 0] * d[..., 1] - e1[:, 1] * d[..., 0]) / det
-        hit = (w1 >= -1e-12) & (w2 >= -1e-12) & (w1 + w2 <= 1.0 + 1e-12) & ~flat
-        first = hit.argmax(axis=1)
-        found = hit[np.arange(len(part)), first]
-        rows = np.arange(len(part))[found]
-        w1, w2 = w1[rows, first[found]], w2[rows, first[found]]
-        triangle[part[found]] = first[found]
-        weights[part[found]] = np.stack([1.0 - w1 - w2, w1, w2], axis=1)
+    if len(points) == 0 or len(triangles) == 0:
+        return triangle, weights
+    bins = max(1, math.isqrt(len(points)))
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    width = np.maximum(hi - lo, 1e-300) / bins
+    slack = 1e-9 * (np.abs(triangles).max() + 1.0)  # a point on an edge, within the weights' 1e-12
+    first = np.clip(np.floor((triangles.min(axis=1) - slack - lo) / width), 0, bins - 1).astype(np.int64)
+    last = np.clip(np.floor((triangles.max(axis=1) + slack - lo) / width), 0, bins - 1).astype(np.int64)
+    own = np.clip(np.floor((points - lo) / width), 0, bins - 1).astype(np.int64)
+    order = np.argsort(own[:, 0] * bins + own[:, 1], kind="stable")  # points by bin
+    start = np.searchsorted((own[:, 0] * bins + own[:, 1])[order], np.arange(bins * bins + 1))
+    span = last - first + 1
+    hits_tri, hits_point, hits_w = [], [], []
+    for part in np.array_split(np.arange(len(triangles)), max(1, int(span.prod(axis=1).sum()) // chunk + 1)):
+        count = span[part].prod(axis=1)  # bins per triangle
+        tri = np.repeat(part, count)
+        within = np.arange(len(tri)) - np.repeat(np.cumsum(count) - count, count)
+        ny = span[tri, 1]
+        box = (first[tri, 0] + within // ny) * bins + first[tri, 1] + within % ny
+        many = start[box + 1] - start[box]  # points per (triangle, bin)
+        tri, box = np.repeat(tri, many), np.repeat(box, many)
+        point = order[start[box] + np.arange(len(tri)) - np.repeat(np.cumsum(many) - many, many)]
+        d = points[point] - a[tri]
+        w1 = (d[:, 0] * e2[tri, 1] - d[:, 1] * e2[tri, 0]) / det[tri]
+        w2 = (e1[tri, 0] * d[:, 1] - e1[tri, 1] * d[:, 0]) / det[tri]
+        hit = (w1 >= -1e-12) & (w2 >= -1e-12) & (w1 + w2 <= 1.0 + 1e-12) & ~flat[tri]
+        hits_tri.append(tri[hit])
+        hits_point.append(point[hit])
+        hits_w.append(np.stack([1.0 - w1[hit] - w2[hit], w1[hit], w2[hit]], axis=1))
+    tri, point, w = np.concatenate(hits_tri), np.concatenate(hits_point), np.concatenate(hits_w)
+    pick = np.lexsort((tri, point))  # by point, then triangle: each point's first hit leads
+    pick = pick[np.r_[True, point[pick][1:] != point[pick][:-1]]] if len(pick) else pick
+    triangle[point[pick]] = tri[pick]
+    weights[point[pick]] = w[pick]
     return triangle, weights
 
 
