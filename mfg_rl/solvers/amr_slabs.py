@@ -138,7 +138,8 @@ class SlabMFG:
         for n, s in enumerate(self.step_slab):
             volumes = self.trees[s].volumes
             mass_next = volumes * m[n + 1, : self.sizes[s]]
-            defects.append(np.abs(self.dt * (matrices[n].T @ mass_next) - volumes * self._m_into(m, n)).sum())
+            defect = self.dt * matrices[n].rmatvec(mass_next) - volumes * self._m_into(m, n)
+            defects.append(np.abs(defect).sum())
         start = np.abs(m[0] - self.m0)[: self.sizes[0]] @ self.trees[0].volumes
         return max(max(defects), float(start))
 

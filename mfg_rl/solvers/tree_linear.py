@@ -30,6 +30,7 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dgtsv
 from scipy.sparse.linalg import splu
 
+from mfg_rl.backends import tree_step_numba
 from mfg_rl.errors import SolverError
 
 CHORD_RATE = 0.1  # forcing term: a reused factorisation's correction must solve J du = R to 10 %
@@ -60,6 +61,10 @@ class Tridiagonal:
         out[:-1] += self.upper[:-1] * v[1:]
         return out
 
+    def rmatvec(self, v: np.ndarray) -> np.ndarray:
+        """``A^T v`` (M,)."""
+        return self.T @ v
+
     def toarray(self) -> np.ndarray:
         """The dense matrix (M, M)."""
         return np.diag(self.diag) + np.diag(self.lower[1:], -1) + np.diag(self.upper[:-1], 1)
@@ -81,9 +86,11 @@ class CSCSlots:
     """The CSC pattern (M, M) of entries at ``(rows, cols)`` (K,), duplicates summed (``indices``,
     ``indptr`` and ``columns``, the column of each stored entry, (nnz,)): ``slots`` (K,)
     sends entry ``k`` to ``data[slots[k]]``; ``diagonal`` (M,) holds the slots of ``(i, i)``, which
-    the pattern always contains."""
+    the pattern always contains. ``compiled``: ``SparseLU``'s products on this pattern run the numba
+    twins of ``backends/tree_step_numba.py`` (the same sums in the same order)."""
 
-    def __init__(self, rows: np.ndarray, cols: np.ndarray, size: int) -> None:
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, size: int, compiled: bool = False) -> None:
+        self.compiled = compiled
         every = np.arange(size)
         keys = np.concatenate([cols, every]) * size + np.concatenate([rows, every])  # column-major
         unique, slots = np.unique(keys, return_inverse=True)
@@ -126,10 +133,16 @@ class SparseLU:
         return self.matrix.T
 
     def __matmul__(self, v: np.ndarray) -> np.ndarray:
+        pattern = self.pattern
+        if pattern.compiled:
+            return tree_step_numba.matvec(pattern.indptr, pattern.indices, self.data, v)
         return np.bincount(self.pattern.indices, self.data * v[self.pattern.columns], minlength=self.shape[0])
 
     def rmatvec(self, v: np.ndarray, absolute: bool = False) -> np.ndarray:
         """``A^T v`` (M,), or ``|A|^T v`` if ``absolute``."""
+        pattern = self.pattern
+        if pattern.compiled:
+            return tree_step_numba.rmatvec(pattern.indptr, pattern.indices, self.data, v, absolute)
         data = np.abs(self.data) if absolute else self.data
         return np.bincount(self.pattern.columns, data * v[self.pattern.indices], minlength=self.shape[0])
 

@@ -18,7 +18,9 @@ side, so the Jacobian is tridiagonal: ``TreeMFG`` then assembles its three bands
 (``TreeScheme.apply_tridiagonal``) and solves with LAPACK's ``gtsv`` (``Tridiagonal``), the same
 matrix as the CSR one without building it. Any other tree sums the Jacobian's values into a CSC
 pattern fixed per mesh (``TreeScheme.apply_sparse``, ``SparseLU``), factorised once per matrix and
-reused by the FP step and by later Newton iterations (``tree_linear.ChordSolve``).
+reused by the FP step and by later Newton iterations (``tree_linear.ChordSolve``). On a mesh with
+numba kernels (``mesh.kernels == "numba"``) the slopes and the values of that sparse step are
+computed by the compiled twin ``backends/tree_step_numba.py`` (the same sums in the same order).
 """
 
 from __future__ import annotations
@@ -29,13 +31,20 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from mfg_rl.backends import create_backend
+from mfg_rl.backends import create_backend, tree_step_numba
 from mfg_rl.core import MFGProblem
 from mfg_rl.core.tree_mesh import TreeMesh
 from mfg_rl.solvers.discrete import MIN_NEWTON
 from mfg_rl.solvers.step_newton import newton, raise_for_status, round_off_floor
 from mfg_rl.solvers.trajectory import HJBResult
 from mfg_rl.solvers.tree_linear import ChordSolve, CSCSlots, SparseLU, Tridiagonal, adjoint_solve
+
+
+def leafwise(values: Any, u: np.ndarray) -> np.ndarray:
+    """``values`` (a number or (M,)) as a contiguous float64 array shaped like ``u`` (M,)."""
+    if np.ndim(values) == 0:
+        return np.full(u.shape, values, dtype=np.float64)
+    return np.ascontiguousarray(values, dtype=np.float64)
 
 
 class TreeScheme:
@@ -71,6 +80,7 @@ class TreeScheme:
         coo = self.diffusion.tocoo()
         self.tridiagonal = bool(self.ndim == 1 and np.abs(self._cols - self._rows).max(initial=0) <= 1
                                 and np.abs(coo.col - coo.row).max(initial=0) <= 1)
+        self.compiled = mesh.kernels == "numba" and not self.tridiagonal
         if self.tridiagonal:  # entry (row, col) sits in band (col - row + 1) at row
             M = len(mesh)
             self._diffusion_bands = np.bincount(coo.row + M * (coo.col - coo.row + 1), coo.data,
@@ -81,7 +91,7 @@ class TreeScheme:
                            for w in (self._a, self._b, self._c)]
         else:
             self._pattern = CSCSlots(np.concatenate([coo.row, self._rows]),
-                                          np.concatenate([coo.col, self._cols]), len(mesh))
+                                     np.concatenate([coo.col, self._cols]), len(mesh), self.compiled)
             self._diffusion_data = self._pattern.gather(np.concatenate([coo.data, np.zeros(len(self._rows))]))
             self._drift_slots = self._pattern.slots[len(coo.data):]
 
@@ -147,6 +157,9 @@ class TreeScheme:
         """``(active, S)``: the clipped side slopes ``max(P-, 0)``, ``min(P+, 0)`` per slot (2 d M,)
         and ``S`` (M,)."""
         M, d = len(self.mesh), self.ndim
+        if self.compiled:
+            return tree_step_numba.slopes(self._slot, self._leaf, self._nb, self._a, self._b, self._c,
+                                          np.ascontiguousarray(u, dtype=np.float64), M, d)
         p = np.bincount(self._slot, self._a * u[self._leaf] + self._b * u[self._nb] + self._c,
                         minlength=2 * d * M).reshape(M, d, 2)
         np.maximum(p[..., 0], 0.0, out=p[..., 0])
@@ -203,6 +216,16 @@ class TreeScheme:
                      shift: float) -> tuple[np.ndarray, SparseLU]:
         """``apply`` on any other tree: the value (M,) and ``shift I + A`` on the mesh's fixed CSC
         pattern (``SparseLU``), the same numbers as the CSR Jacobian."""
+        if self.compiled:
+            u = np.ascontiguousarray(u, dtype=np.float64)
+            active, s = self.slopes(u)
+            psi, g = bound(s)
+            diffusion, pattern = self.diffusion, self._pattern
+            value, data = tree_step_numba.assemble(
+                diffusion.indptr, diffusion.indices, diffusion.data, self.diffusion_constant,
+                leafwise(psi, u), leafwise(g, u), u, active, self._slot, self._leaf, self._a, self._b,
+                self._drift_slots, self._diffusion_data, pattern.diagonal, float(shift))
+            return value, SparseLU(pattern, data)
         value, active, g = self._value(u, bound)
         data = self._diffusion_data + np.bincount(self._drift_slots, self.drift_values(active, g),
                                                   minlength=self._pattern.nnz)
@@ -331,7 +354,7 @@ class TreeMFG:
         which ``m`` misses the FP equations of ``u`` (``DiscreteMFG.fp_residual`` on a uniform mesh)."""
         matrices = self.matrices(u, m) if steps is None else steps
         mass = m * self.volumes
-        defects = [np.abs(self.dt * (matrices[n].T @ mass[n + 1]) - mass[n]).sum() for n in range(self.Nt)]
+        defects = [np.abs(self.dt * matrices[n].rmatvec(mass[n + 1]) - mass[n]).sum() for n in range(self.Nt)]
         return max(max(defects), float(np.abs(mass[0] - self.m0 * self.volumes).sum()))
 
     def mass(self, m: np.ndarray) -> np.ndarray:
