@@ -340,3 +340,42 @@ def test_barycentric_picks_the_first_holding_triangle_as_a_full_scan() -> None:
                              w2[rows, first[rows]]], axis=1)
         np.testing.assert_allclose(weights[rows], expected, rtol=0, atol=1e-15)
     assert (hit.sum(axis=1) > 1).sum() > 100  # shared vertices and edges were tested
+
+
+def test_anderson_loosens_the_tree_newton_steps_to_the_same_equilibrium() -> None:
+    """``Anderson`` (inexact: Newton steps to ``FORCING`` times the coupling residual, as on the grid)
+    and exact steps reach the same equilibrium to the coupling tolerance, with fewer Newton iterations."""
+    from mfg_rl.solvers.coupling import Anderson
+
+    problem = problems.make("crowd-2d", Nx=16, Ny=16, Nt=6)
+    amr = AMR(max_level=4, min_level=2, tol=0.01, indicator="density", slabs=2, kernels="numpy")
+    loose, exact = (amr.solve(problem, Anderson(inexact=flag), tol=1e-9) for flag in (True, False))
+    assert [len(mesh) for mesh in loose.meshes] == [len(mesh) for mesh in exact.meshes]
+    assert loose.coupling.converged and exact.coupling.converged
+    np.testing.assert_allclose(loose.m, exact.m, rtol=0, atol=1e-7 * np.abs(exact.m).max())
+    np.testing.assert_allclose(loose.u, exact.u, rtol=0, atol=1e-7 * np.abs(exact.u).max())
+    assert loose.coupling.newton_iterations < exact.coupling.newton_iterations
+
+
+def test_a_solve_on_the_same_meshes_keeps_the_steps_and_starts_from_u() -> None:
+    """``SlabMFG(previous=...)`` keeps the ``TreeMFG`` (scheme, factors) of each unchanged slab, and
+    ``TreeMarching(start=u)`` starts the first sweep's Newton at ``u``: from a converged solve, the
+    first HJB sweep takes no Newton iteration and gives the same ``u``."""
+    from mfg_rl.solvers.amr import TreeMarching
+    from mfg_rl.solvers.amr_slabs import SlabMFG
+    from mfg_rl.solvers.coupling import Anderson
+
+    problem = problems.make("crowd-2d", Nx=16, Ny=16, Nt=6)
+    result = AMR(max_level=4, min_level=2, tol=0.01, indicator="density", slabs=2,
+                 kernels="numpy").solve(problem, Anderson(), tol=1e-10)
+    old = result.disc
+    again = SlabMFG(problem, result.meshes, old.edges, old.trees[0].m0, previous=old)
+    assert all(new is kept for new, kept in zip(again.trees, old.trees, strict=True))
+    coarser = [result.meshes[0], result.meshes[1].coarsen(np.ones(len(result.meshes[1]), dtype=bool))]
+    assert coarser[1] != result.meshes[1]
+    other = SlabMFG(problem, coarser, old.edges, old.trees[0].m0, previous=old)
+    assert other.trees[0] is old.trees[0] and other.trees[1] is not old.trees[1]
+    hjb = TreeMarching(result.u).hjb(again, result.m)
+    assert hjb.newton_iterations == 0
+    np.testing.assert_array_equal(hjb.u, result.u)
+    assert TreeMarching().hjb(again, result.m).newton_iterations > 0

@@ -185,13 +185,20 @@ def barycentric(triangles: np.ndarray, points: np.ndarray, chunk: int = 1 << 22,
 
 
 class TreeMarching:
-    """``Sequential`` on a tree: the trajectory strategy ``run_coupling`` calls with a ``TreeMFG``."""
+    """``Sequential`` on a tree: the trajectory strategy ``run_coupling`` calls with a ``TreeMFG``.
+
+    ``start``: ``u`` (Nt+1, W) that starts the Newton steps of the first sweep (an earlier solve's
+    ``u`` on these meshes), where ``run_coupling`` has no iterate yet; None: each step starts from
+    ``u^{n+1}``. It only saves Newton iterations: the steps are solved to the same tolerance."""
 
     name = "tree-sequential"
 
+    def __init__(self, start: np.ndarray | None = None) -> None:
+        self.start = start
+
     def hjb(self, disc: TreeMFG | SlabMFG, m: Any, u_guess: Any = None, forcing: float | None = None,
             ) -> HJBResult:
-        return disc.hjb(m, u_guess)
+        return disc.hjb(m, self.start if u_guess is None else u_guess, forcing)
 
     def fp(self, disc: TreeMFG | SlabMFG, u: Any, m: Any, forcing: float | None = None, steps: Any = None,
            ) -> Any:
@@ -362,20 +369,25 @@ class AMR:
         """Coupled solves (``run_coupling`` with ``coupling_policy(policy)``, default ``FixedPoint()``,
         to ``tol``; ``callbacks`` see each solve, on the leaves) alternating with adaptations;
         returns the last solve (``AMRResult``). Raises like ``run_coupling`` when a solve does not
-        converge; with ``allow_unconverged`` an unconverged solve ends the loop, flagged."""
+        converge; with ``allow_unconverged`` an unconverged solve ends the loop, flagged.
+
+        Each solve starts from the last: ``m`` and ``u`` moved onto the new meshes (``u`` starts the
+        first sweep's Newton steps, ``TreeMarching``), and a slab whose mesh did not change keeps its
+        ``TreeMFG`` and factors (``SlabMFG(previous=...)``). Under Anderson (inexact) the Newton steps
+        are loosened as on the grid (``TreeMFG.hjb_step``'s ``forcing``)."""
         amr = self.resolved(problem)
         policy = FixedPoint() if policy is None else coupling_policy(policy)
         edges = slab_edges(problem.time.Nt, amr.slabs)
         meshes = [amr.first_mesh(problem)] * amr.slabs
-        marching, m, rounds, moved = TreeMarching(), None, [], 0.0
+        marching, m, rounds, moved, disc = TreeMarching(), None, [], 0.0, None
         k, final = 0, amr.min_level == amr.max_level
         while True:
             final = final or k == amr.adaptations
             goal = tol if final or amr.round_tol is None else max(tol, amr.round_tol)
             m0 = grid_to_leaves(problem.grid, meshes[0], problem.m0)
-            disc = SlabMFG(problem, meshes, edges, m0, newton_tol=newton_tol)
+            disc = SlabMFG(problem, meshes, edges, m0, newton_tol=newton_tol, previous=disc)
             record = run_coupling(disc, marching, marching, policy, tol=goal, max_iter=max_iter, m_init=m,
-                                  inexact=False, callbacks=list(callbacks),
+                                  callbacks=list(callbacks),
                                   allow_unconverged=allow_unconverged)
             mean = float(np.mean([disc.sizes[s] for s in disc.step_slab]))
             rounds.append((mean, record.iterations, float(record.residuals[-1])))
@@ -385,9 +397,10 @@ class AMR:
             if new == meshes:  # settled: one more solve on it, to tol, unless this one was
                 if goal == tol:
                     break
-                final, m = True, record.m
+                final, m, marching = True, record.m, TreeMarching(record.u)
                 continue
             m, worst = disc.moved(record.m, new)
+            marching = TreeMarching(disc.moved(record.u, new, disc.u_slab)[0])
             moved, meshes, k = max(moved, worst), new, k + 1
         return AMRResult(meshes, edges, record.u, record.m, record, problem, disc, rounds, moved)
 

@@ -51,10 +51,13 @@ class SlabMFG:
         edges: ``(S+1,)`` step indices (``slab_edges``).
         m0: the initial density on ``meshes[0]``, shape ``(M_0,)``.
         newton_tol: ``TreeMFG``'s Newton tolerance.
+        previous: the ``SlabMFG`` of an earlier solve of ``problem`` on the same ``edges``: a slab
+            whose mesh it had keeps its ``TreeMFG`` (the scheme, and the factors of its last sweep,
+            which start the chord and adjoint solves of the first sweep here, ``tree_linear``).
     """
 
     def __init__(self, problem: MFGProblem, meshes: list[TreeMesh], edges: np.ndarray, m0: np.ndarray, *,
-                 newton_tol: float = 1e-12) -> None:
+                 newton_tol: float = 1e-12, previous: SlabMFG | None = None) -> None:
         self.problem, self.meshes, self.edges = problem, list(meshes), np.asarray(edges, dtype=np.int64)
         self.Nt, self.dt = problem.time.Nt, problem.time.dt
         if len(self.meshes) != len(self.edges) - 1 or self.edges[0] != 0 or self.edges[-1] != self.Nt \
@@ -67,11 +70,17 @@ class SlabMFG:
         self.m_slab = self.step_slab[np.maximum(np.arange(self.Nt + 1) - 1, 0)]
         self.sizes = [len(mesh) for mesh in self.meshes]
         self.width = max(self.sizes)
+        kept = previous is not None and previous.problem is problem and previous.newton_tol == newton_tol \
+            and np.array_equal(previous.edges, self.edges)
         self.trees: list[TreeMFG] = []
         for s, mesh in enumerate(self.meshes):  # slabs that keep the mesh share its scheme
-            same = s > 0 and mesh == self.meshes[s - 1]
-            self.trees.append(self.trees[-1] if same else TreeMFG(
-                problem, mesh, m0 if s == 0 else np.zeros(len(mesh)), newton_tol=newton_tol))
+            if s > 0 and mesh == self.meshes[s - 1]:
+                self.trees.append(self.trees[-1])
+            elif kept and mesh == previous.meshes[s] and (s > 0 or np.array_equal(previous.trees[0].m0, m0)):
+                self.trees.append(previous.trees[s])
+            else:
+                self.trees.append(TreeMFG(problem, mesh, m0 if s == 0 else np.zeros(len(mesh)),
+                                          newton_tol=newton_tol))
         # down[s]: u from slab s+1's mesh to slab s's; up[s]: m from slab s-1's mesh to slab s's
         last = len(meshes) - 1
         self.down = [None if s == last or meshes[s + 1] == mesh else LeafMap.between(meshes[s + 1], mesh)
@@ -99,9 +108,11 @@ class SlabMFG:
         s, level = self.step_slab[n], self.m_level(m, n)
         return level if self.m_slab[n] == s or self.up[s] is None else self.up[s].transfer(level)
 
-    def hjb(self, m: np.ndarray, u_guess: np.ndarray | None = None) -> HJBResult:
+    def hjb(self, m: np.ndarray, u_guess: np.ndarray | None = None, forcing: float | None = None,
+            ) -> HJBResult:
         """March HJB backward from ``u^Nt = g(m^Nt)`` with the crowd ``m`` (Nt+1, W): ``u`` (Nt+1, W),
-        Newton statistics and ``steps`` ``[J_0 .. J_{Nt-1}]``, each on its slab's mesh."""
+        Newton statistics and ``steps`` ``[J_0 .. J_{Nt-1}]``, each on its slab's mesh (``forcing``:
+        ``TreeMFG.hjb_step``'s)."""
         u = np.zeros((self.Nt + 1, self.width))
         last = self.trees[-1]
         u[-1, : self.sizes[-1]] = last.terminal_cost(self.m_level(m, self.Nt))
@@ -114,7 +125,7 @@ class SlabMFG:
             m_next = m[n + 1, :size]
             f = tree.running_cost(m_next[None])[0]
             guess = None if u_guess is None else u_guess[n, :size]
-            u[n, :size], steps[n], k, error = tree.hjb_step(u_next, m_next, f, n, guess)
+            u[n, :size], steps[n], k, error = tree.hjb_step(u_next, m_next, f, n, guess, forcing)
             iterations, worst = iterations + k, max(worst, error)
         return HJBResult(u, iterations, worst, steps=steps)
 
@@ -157,13 +168,15 @@ class SlabMFG:
             out[n] = self.dt * (rows * m_next) @ tree.volumes
         return out
 
-    def moved(self, m: np.ndarray, meshes: list[TreeMesh]) -> tuple[np.ndarray, float]:
+    def moved(self, m: np.ndarray, meshes: list[TreeMesh], slabs: np.ndarray | None = None,
+              ) -> tuple[np.ndarray, float]:
         """``m`` (Nt+1, W) moved level by level onto the same edges with new ``meshes`` (``LeafMap``,
-        conservative): ``(m on the new meshes, padded, largest change of a level's mass)``."""
+        conservative): ``(m on the new meshes, padded, largest change of a level's mass)``. ``slabs``:
+        the slab of each level, default ``m_slab`` (``u_slab`` moves ``u``)."""
         out, worst = np.zeros((self.Nt + 1, max(len(mesh) for mesh in meshes))), 0.0
-        for k, s in enumerate(self.m_slab):
+        for k, s in enumerate(self.m_slab if slabs is None else slabs):
             old_mesh, new_mesh = self.meshes[s], meshes[s]
-            level = self.m_level(m, k)
+            level = m[k, : len(old_mesh)]
             moved = level if old_mesh == new_mesh else LeafMap.between(old_mesh, new_mesh).transfer(level)
             out[k, : len(moved)] = moved
             worst = max(worst, abs(moved @ new_mesh.volumes - level @ old_mesh.volumes))

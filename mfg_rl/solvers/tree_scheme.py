@@ -275,6 +275,9 @@ class TreeMFG:
         finest = np.asarray(mesh.root.finest_shape)
         self.max_newton = MIN_NEWTON + int(finest.sum()) if max_newton is None else max_newton
         self.factors: dict[int, Any] = {}  # per step n, the matrix last factorised for it (tree_linear)
+        # DiscreteMFG.forcing_scale on the smallest leaf: an error du of u moves the FP residual by
+        # about 2 d dt du / h^2 through the upwind drift
+        self.forcing_scale = min(1.0, float(np.asarray(mesh.sizes).min()) ** 2 / (2 * mesh.ndim * self.dt))
 
     def _cost(self, cost: Callable[[Any, Any], Any], m: np.ndarray) -> np.ndarray:
         return np.asarray(cost(self.scheme.points, m), dtype=np.float64) + 0.0 * m
@@ -287,11 +290,13 @@ class TreeMFG:
         return self._cost(self.problem.terminal_cost, m_T)
 
     def hjb_step(self, u_next: np.ndarray, m_next: np.ndarray, f: np.ndarray, n: int,
-                 guess: np.ndarray | None = None) -> tuple[np.ndarray, Any, int, float]:
+                 guess: np.ndarray | None = None, forcing: float | None = None,
+                 ) -> tuple[np.ndarray, Any, int, float]:
         """``(u^n, J_n, Newton iterations, dt max|R|)`` of the HJB step from ``u^{n+1}`` with crowd
-        ``m^{n+1}``; Newton stops at ``dt max|R| <= newton_tol (1 + max|u^{n+1}| + dt max|f|)``
-        (``DiscreteMFG``'s rule). The linear solves reuse factors (``ChordSolve``), first the last
-        ones made for step ``n`` (``factors[n]``, of an earlier sweep)."""
+        ``m^{n+1}``; Newton stops at ``dt max|R| <= max(newton_tol (1 + max|u^{n+1}| + dt max|f|),
+        s forcing)`` (``DiscreteMFG.step_target``, ``s = forcing_scale``; no ``forcing``: the first
+        term alone). The linear solves reuse factors (``ChordSolve``), first the last ones made for
+        step ``n`` (``factors[n]``, of an earlier sweep)."""
         dt = self.dt
         bound = self.scheme.bind(m_next)
 
@@ -302,6 +307,8 @@ class TreeMFG:
 
         scale = 1.0 + np.max(np.abs(u_next)) + dt * np.max(np.abs(f))
         target = self.newton_tol * scale
+        if forcing is not None:
+            target = max(target, forcing * self.forcing_scale)
         chord = ChordSolve(self.factors.get(n))
         out = newton(np, residual, chord, u_next if guess is None else guess,
                      target=target, floor=round_off_floor(np, u_next.dtype, scale), max_iter=self.max_newton)
@@ -319,14 +326,16 @@ class TreeMFG:
             self.factors[n] = used
         return mass / self.volumes
 
-    def hjb(self, m: np.ndarray, u_guess: np.ndarray | None = None) -> HJBResult:
+    def hjb(self, m: np.ndarray, u_guess: np.ndarray | None = None, forcing: float | None = None,
+            ) -> HJBResult:
         """March HJB backward from ``u^Nt = g(m^Nt)`` with the crowd ``m`` (Nt+1, M): ``u`` (Nt+1, M),
-        Newton statistics and ``steps``, the list of Newton matrices ``[J_0 .. J_{Nt-1}]``."""
+        Newton statistics and ``steps``, the list of Newton matrices ``[J_0 .. J_{Nt-1}]``
+        (``forcing``: ``hjb_step``'s)."""
         f = self.running_cost(m[1:])
         levels, matrices, iterations, worst = [self.terminal_cost(m[-1])], [], 0, 0.0
         for n in range(self.Nt - 1, -1, -1):
             u, jac, k, error = self.hjb_step(levels[-1], m[n + 1], f[n], n,
-                                             None if u_guess is None else u_guess[n])
+                                             None if u_guess is None else u_guess[n], forcing)
             levels.append(u)
             matrices.append(jac)
             iterations, worst = iterations + k, max(worst, error)
