@@ -91,3 +91,24 @@ def test_factors_are_reused_across_sweeps(monkeypatch: pytest.MonkeyPatch) -> No
     newton = TreeMFG(problem, mesh, m0).hjb(crowd, first.u)
     assert newton.newton_iterations < again.newton_iterations
     np.testing.assert_allclose(again.u, newton.u, rtol=0, atol=1e-11 * np.abs(newton.u).max())
+
+
+def test_later_factorisations_on_a_pattern_reuse_its_order() -> None:
+    """The first LU on a pattern keeps its fill-reducing order; later matrices on the pattern are
+    factorised permuted, in natural order: solves both ways still match the dense ones."""
+    problem, mesh, m0 = room()
+    scheme = TreeScheme(problem, mesh)
+    rng = np.random.default_rng(3)
+    first, second = (scheme.apply_sparse(rng.standard_normal(len(mesh)), m0, scheme.bind(m0), 7.0)[1]
+                     for _ in range(2))
+    rhs = rng.standard_normal(len(mesh))
+    assert scheme._pattern.order is None
+    first.solve(rhs)
+    order = scheme._pattern.order
+    assert order is not None and not np.array_equal(order, np.arange(len(mesh)))  # MMD moved something
+    for matrix in (first, second):
+        dense = matrix.toarray()
+        np.testing.assert_allclose(matrix.solve(rhs), np.linalg.solve(dense, rhs), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(matrix.solve(rhs, transpose=True), np.linalg.solve(dense.T, rhs), rtol=0,
+                                   atol=1e-12)
+    assert second._order is order and first._order is None  # the second LU is of the permuted matrix
