@@ -112,3 +112,21 @@ def test_later_factorisations_on_a_pattern_reuse_its_order() -> None:
         np.testing.assert_allclose(matrix.solve(rhs, transpose=True), np.linalg.solve(dense.T, rhs), rtol=0,
                                    atol=1e-12)
     assert second._order is order and first._order is None  # the second LU is of the permuted matrix
+
+
+def test_fp_steps_started_from_a_guess_are_the_same_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fp(steps, guess)`` (the coupling's last ``m``) solves each step to the same round-off as
+    without a guess; from the answer itself no step factorises."""
+    problem, mesh, m0 = room()
+    tree = TreeMFG(problem, mesh, m0)
+    first = tree.hjb(np.stack([m0] * (problem.time.Nt + 1)))
+    plain = tree.fp(first.steps)
+    calls = []
+    splu = tree_linear.splu
+    monkeypatch.setattr(tree_linear, "splu", lambda *a, **k: calls.append(1) or splu(*a, **k))
+    for guess in (plain, 0.5 * (plain + m0)):
+        m = tree.fp(first.steps, guess)
+        np.testing.assert_allclose(m, plain, rtol=0, atol=1e-13 * np.abs(plain).max())
+        np.testing.assert_allclose(tree.mass(m), tree.mass(plain), rtol=0, atol=1e-14)
+        if guess is plain:
+            assert not calls

@@ -202,7 +202,7 @@ class TreeMarching:
 
     def fp(self, disc: TreeMFG | SlabMFG, u: Any, m: Any, forcing: float | None = None, steps: Any = None,
            ) -> Any:
-        return disc.fp(disc.matrices(u, m) if steps is None else steps)
+        return disc.fp(disc.matrices(u, m) if steps is None else steps, m)  # FP(u(m)) = m at the fixed point
 
 
 @dataclass

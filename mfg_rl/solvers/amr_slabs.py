@@ -134,12 +134,15 @@ class SlabMFG:
         return [self.trees[s].matrix(self.u_level(u, n), m[n + 1, : self.sizes[s]])
                 for n, s in enumerate(self.step_slab)]
 
-    def fp(self, matrices: list) -> np.ndarray:
-        """March FP forward from ``m0``: ``V m^{n+1} = dt^-1 J_n^-T V (Q) m^n``; ``m`` (Nt+1, W)."""
+    def fp(self, matrices: list, guess: np.ndarray | None = None) -> np.ndarray:
+        """March FP forward from ``m0``: ``V m^{n+1} = dt^-1 J_n^-T V (Q) m^n``; ``m`` (Nt+1, W);
+        ``guess`` (Nt+1, W) starts the steps' solves (``TreeMFG.fp_step``)."""
         m = np.zeros((self.Nt + 1, self.width))
         m[0] = self.m0
         for n, s in enumerate(self.step_slab):
-            m[n + 1, : self.sizes[s]] = self.trees[s].fp_step(matrices[n], self._m_into(m, n), n)
+            size = self.sizes[s]
+            m[n + 1, :size] = self.trees[s].fp_step(matrices[n], self._m_into(m, n), n,
+                                                    None if guess is None else guess[n + 1, :size])
         return m
 
     def fp_residual(self, u: np.ndarray, m: np.ndarray, steps: list | None = None) -> float:

@@ -216,18 +216,22 @@ class ChordSolve:
         return jacobian.solve(residual)
 
 
-def adjoint_solve(matrix: Any, rhs: np.ndarray, factor: Any = None) -> tuple[np.ndarray, Any]:
+def adjoint_solve(matrix: Any, rhs: np.ndarray, factor: Any = None, guess: np.ndarray | None = None,
+                  ) -> tuple[np.ndarray, Any]:
     """``(x, F)``: ``x`` (M,) with ``matrix^T x = rhs`` and ``F`` the factorised matrix it used.
 
     With a factorised ``factor`` (the step's last factors, e.g. its final Newton iteration's):
-    iterative refinement ``x <- x + F^-T (rhs - A^T x)`` (Wilkinson), while each sweep cuts
+    iterative refinement ``x <- x + F^-T (rhs - A^T x)`` (Wilkinson) from ``x_0 = F^-T rhs``, or from
+    ``x_0 = guess + F^-T (rhs - A^T guess)`` with a ``guess`` (M,) (the last coupling iterate: its
+    defect is small near the fixed point), while each sweep cuts
     ``sum|rhs - A^T x|`` at least ``1 / CHORD_RATE``-fold, until it is round-off,
     ``<= ROUND_OFF eps sum |A|^T |x_0|`` (the backward error of a direct solve: the FP step's mass
     then moves by round-off, as with ``A``'s own LU). It gives up as soon as its rate cannot reach
     that within ``MAX_REFINEMENTS`` sweeps; then, or without a factor, ``A``'s own LU.
     """
     if factor is not None and factor is not matrix and factor.factored:
-        x = factor.solve(rhs, transpose=True)
+        x = factor.solve(rhs, transpose=True) if guess is None else \
+            guess + factor.solve(rhs - matrix.rmatvec(guess), transpose=True)
         floor = ROUND_OFF * np.finfo(float).eps * matrix.rmatvec(np.abs(x), absolute=True).sum()
         defect = rhs - matrix.rmatvec(x)
         size = np.abs(defect).sum()

@@ -318,10 +318,13 @@ class TreeMFG:
             self.factors[n] = chord.factor
         return out.u, out.jacobian, int(out.iterations), float(out.error)
 
-    def fp_step(self, matrix: Tridiagonal | SparseLU, m_prev: np.ndarray, n: int | None = None) -> np.ndarray:
+    def fp_step(self, matrix: Tridiagonal | SparseLU, m_prev: np.ndarray, n: int | None = None,
+                guess: np.ndarray | None = None) -> np.ndarray:
         """``m^{n+1}`` from ``J_n^T (V m^{n+1}) = V m^n / dt`` (``matrix = J_n``), solved to round-off
-        with step ``n``'s last factors (``adjoint_solve``; ``n=None``: with ``J_n``'s own)."""
-        mass, used = adjoint_solve(matrix, self.volumes * m_prev / self.dt, self.factors.get(n))
+        with step ``n``'s last factors (``adjoint_solve``, from ``guess`` (M,) of ``m^{n+1}`` if given;
+        ``n=None``: with ``J_n``'s own)."""
+        mass, used = adjoint_solve(matrix, self.volumes * m_prev / self.dt, self.factors.get(n),
+                                   None if guess is None else self.volumes * guess)
         if n is not None:
             self.factors[n] = used
         return mass / self.volumes
@@ -350,12 +353,12 @@ class TreeMFG:
         """One Newton matrix ``J_n = I/dt + A(u^n)`` with the crowd ``m^{n+1}`` (arrays (M,))."""
         return self.scheme.step_jacobian(u_n, m_next, self.scheme.bind(m_next), 1.0 / self.dt)[1]
 
-    def fp(self, matrices: list) -> np.ndarray:
+    def fp(self, matrices: list, guess: np.ndarray | None = None) -> np.ndarray:
         """March FP forward from ``m0`` with the matrices ``J_n`` (``hjb(...).steps`` or ``matrices``):
-        ``m`` (Nt+1, M)."""
+        ``m`` (Nt+1, M); ``guess`` (Nt+1, M) starts the steps' solves (``fp_step``)."""
         levels = [self.m0]
         for n, matrix in enumerate(matrices):
-            levels.append(self.fp_step(matrix, levels[-1], n))
+            levels.append(self.fp_step(matrix, levels[-1], n, None if guess is None else guess[n + 1]))
         return np.stack(levels)
 
     def fp_residual(self, u: np.ndarray, m: np.ndarray, steps: list | None = None) -> float:
