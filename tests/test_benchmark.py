@@ -224,6 +224,21 @@ def test_mass_is_conserved_on_no_flux_boxes(fixture: str, request) -> None:
     assert np.all(score.m_pi >= 0.0)
 
 
+@pytest.mark.parametrize("fixture", ["lq", "crowd_exit", "crowd_2d"])
+def test_induced_crowd_is_the_crowd_evaluate_scores(fixture: str, request) -> None:
+    from mfg_rl.benchmark import induced_crowd
+
+    eq = request.getfixturevalue(fixture)
+    policy = smooth_policy(3) if eq.problem.ndim == 1 else (lambda t, x: 0.5 * torch.ones_like(x))
+    m = induced_crowd(policy, eq)
+    assert np.array_equal(m, evaluate(policy, eq, backend="numpy").m_pi)
+    assert np.abs(m - eq.m.numpy()).max() > 1e-3  # not the equilibrium's crowd
+    with pytest.raises(TypeError, match="eq must be an Equilibrium"):
+        induced_crowd(policy, eq.problem)
+    with pytest.raises(TypeError, match="policy must be callable"):
+        induced_crowd(None, eq)
+
+
 def test_exits_lose_mass(crowd_exit: Equilibrium) -> None:
     score = evaluate(smooth_policy(2), crowd_exit, backend="numpy")
     mass = score.m_pi.sum(axis=1) * crowd_exit.problem.grid.spacing[0]

@@ -19,14 +19,17 @@ in 1D, ``11 x 11`` in 2D), the policy is ``pi_k = softmax(Q_k / tau)`` over them
    that ``softmax(Q_{k+1} / tau) ~ pi_k^alpha exp(q_{k+1} / tau)`` without storing past Q's.
 
 Rewards are divided by ``dt`` (reward rates), so that ``tau`` means the same on every time grid.
-The policy scored, returned and checkpointed is the deterministic mean action of the current
-softmax policy. Every iteration logs ``benchmark/exploitability`` (against env steps), the
-regression loss, the entropy of ``pi_{k+1}`` on the replay's states and ``charts/omd_iterations``.
-The replay is refilled every iteration, so a checkpoint (networks, optimiser, env, crowd, RNG) at an
-iteration's end resumes the same run. One process; ``regime="fictitious-play"`` only (the crowd is
-the agent's own, from the PDE's Fokker-Planck; the last iterate, not an average). The policy reads
-the crowd's density in its observation, so the final score (against the crowd of the last iterate)
-differs a little from the last logged one (against the crowd it was trained on).
+The policy scored, returned and checkpointed is the mean over the last ``average_last`` iterates
+(the last tenth of the run at most) of the deterministic mean action of their softmax policies
+(``SoftmaxQNetworks.act``); the crowd of step 1 is the last iterate's alone
+(``benchmark.induced_crowd``). Every iteration logs ``benchmark/exploitability`` (of that mean,
+against env steps), the regression loss, the entropy of ``pi_{k+1}`` on the replay's states and
+``charts/omd_iterations``. The replay is refilled every iteration, so a checkpoint (networks and the
+remembered iterates, optimiser, env, crowd, RNG) at an iteration's end resumes the same run. One
+process; ``regime="fictitious-play"`` only (the crowd is the agent's own, from the PDE's
+Fokker-Planck). The policy reads the crowd's density in its observation, so the final score (against
+the crowd of the last iterate) differs a little from the last logged one (against the crowd it was
+trained on).
 
 Example:
     >>> from mfg_rl.agents import train
@@ -43,8 +46,9 @@ from typing import Any
 import torch
 
 from mfg_rl.agents.module import ActorCriticModule
+from mfg_rl.agents.networks import ObservationPolicy
 from mfg_rl.agents.sac import Replay
-from mfg_rl.agents.softmax_q import munchausen_target
+from mfg_rl.agents.softmax_q import LastIterate, munchausen_target
 
 
 class OMDModule(ActorCriticModule):
@@ -138,9 +142,18 @@ class OMDModule(ActorCriticModule):
                 "grad_norm": grad_norm}
 
     def _end_iteration(self, scalars: dict[str, torch.Tensor | float], size: int) -> None:
-        """Log ``scalars``; score ``pi_{k+1}`` and make the crowd it induces the next iteration's ``m``."""
+        """Log ``scalars``; remember ``pi_{k+1}``, score the mean of the last iterates and make the
+        crowd ``pi_{k+1}`` induces the next iteration's ``m``."""
         self._log_iteration({**scalars, "charts/omd_iterations": float(self.iteration)}, size)
+        self.model.remember()
         score = self.score()
         self._log_scores(score, figure=self.iteration == self.iterations)
-        self._set_crowd(score.m_pi)
+        if self.params.average_last == 1:
+            crowd = score.m_pi
+        else:
+            from mfg_rl.benchmark import induced_crowd
+
+            crowd = induced_crowd(ObservationPolicy(LastIterate(self.model), self.game), self.game.eq,
+                                  device=self.game.device)
+        self._set_crowd(crowd)
         self._clock = time.perf_counter()
