@@ -41,6 +41,9 @@ def test_table_rows_and_medians_come_from_the_runs(board) -> None:
     assert ppo[2] == "0,1" and ppo[3] == "640" and ppo[4] == f"{runs[0]['env_steps']:,}"
     assert ppo[5] == f"{median:.3e}" and ppo[6] == f"{min(final):.2e} - {max(final):.2e}"
     assert ppo[7] == f"{median / best:.3g}"
+    rebounds = [max(1.0, max(e / min(v for _, v in r["history"][:k]) for k, (_, e) in
+                             enumerate(r["history"]) if k)) for r in runs]
+    assert ppo[8] == f"{float(np.median(rebounds)):.2g}"
     assert (result.out / "leaderboard.md").read_text().strip() == result.table
     for run in runs:  # history from the TensorBoard events: initial score at step 0, final at the end
         steps, values = np.array(run["history"]).T
@@ -50,6 +53,18 @@ def test_table_rows_and_medians_come_from_the_runs(board) -> None:
     csv_lines = (result.out / "runs.csv").read_text().splitlines()
     assert len(csv_lines) == 3 and csv_lines[0].startswith("algo,env_id,seed")
     assert (result.out / "exploitability.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([3.0, 2.0, 1.0, 0.5], 1.0),        # monotone: never above its best so far
+    ([3.0, 1.0, 2.5, 0.2, 0.6], 3.0),   # the largest rise is 0.2 -> 0.6
+    ([1.0, 4.0, 0.1], 4.0),             # rising from the start counts
+    ([0.7], 1.0),
+])
+def test_rebound_is_the_largest_rise_above_the_best_so_far(values, expected) -> None:
+    from mfg_rl.agents.leaderboard_report import rebound
+
+    assert rebound([[10 * k, v] for k, v in enumerate(values)]) == pytest.approx(expected)
 
 
 def test_second_invocation_resumes_without_rerunning(board) -> None:

@@ -22,10 +22,26 @@ CSV_COLUMNS = ("algo", "env_id", "seed", "steps", "regime", "num_envs", "status"
                "overrides", "history")
 
 
+def rebound(history: list[list[float]]) -> float:
+    """How far a run's exploitability rose back: ``max_k E_k / min_{j<k} E_j`` over its history
+    ``[(env_steps, E), ...]``, at least 1 (1: it never rose above its best so far).
+
+    Example:
+        >>> rebound([[0, 2.0], [10, 0.5], [20, 1.0], [30, 0.4]])
+        2.0
+    """
+    values = np.array([e for _, e in history], dtype=float)
+    if len(values) < 2:
+        return 1.0
+    best_before = np.minimum.accumulate(values)[:-1]
+    return float(max(1.0, np.max(values[1:] / best_before)))
+
+
 def summary_rows(records: list[dict[str, Any]], baselines: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (env, algo), in the order of ``records``: seeds, median and range of the final
     exploitability over the completed seeds, ``ratio = median / min(zero, constant)``, median
-    wall and CPU seconds and env steps, failed seeds."""
+    wall and CPU seconds and env steps, the median ``rebound`` of the histories (how monotone
+    training was), failed seeds."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for record in records:
         groups.setdefault((record["env_id"], record["algo"]), []).append(record)
@@ -43,17 +59,19 @@ def summary_rows(records: list[dict[str, Any]], baselines: dict[str, dict[str, A
                        ratio=median / baselines[env_id]["best"],
                        seconds=float(np.median([r["seconds"] for r in ok])),
                        cpu_seconds=float(np.median([r["cpu_seconds"] for r in ok])),
-                       env_steps=int(np.median([r["env_steps"] for r in ok])))
+                       env_steps=int(np.median([r["env_steps"] for r in ok])),
+                       rebound=float(np.median([rebound(r["history"]) for r in ok])))
         rows.append(row)
     return rows
 
 
 def markdown(rows: list[dict[str, Any]], baselines: dict[str, dict[str, Any]]) -> str:
-    """The table: per env its two baselines, then each algorithm's row."""
+    """The table: per env its two baselines, then each algorithm's row (``rebound``: median over
+    seeds of how far exploitability rose back above its best so far, ``rebound(history)``)."""
     lines = [
         "| env | algo | seeds | budget (env steps) | env steps | exploitability (median) | min - max "
-        "| median / best baseline | wall s (median) | CPU s (median) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| median / best baseline | rebound (median) | wall s (median) | CPU s (median) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     shown_envs: set[str] = set()
     for row in rows:
@@ -65,16 +83,16 @@ def markdown(rows: list[dict[str, Any]], baselines: dict[str, dict[str, Any]]) -
             for label, value in (("zero control", base["zero"]),
                                  (f"best constant drift ({drift})", base["constant_exploitability"])):
                 ratio = value / base["best"]
-                lines.append(f"| {name} | {label} | - | - | - | {value:.3e} | - | {ratio:.3g} | - | - |")
+                lines.append(f"| {name} | {label} | - | - | - | {value:.3e} | - | {ratio:.3g} | - | - | - |")
         failed = f" ({len(row['failed'])} failed)" if row["failed"] else ""
         seeds = ",".join(map(str, row["seeds"])) or "none"
         if "median" not in row:
-            lines.append(f"| {name} | {row['algo']} | {seeds}{failed} | {row['budget']:,} |{' - |' * 6}")
+            lines.append(f"| {name} | {row['algo']} | {seeds}{failed} | {row['budget']:,} |{' - |' * 7}")
             continue
         lines.append(
             f"| {name} | {row['algo']} | {seeds}{failed} | {row['budget']:,} | {row['env_steps']:,} "
             f"| {row['median']:.3e} | {row['min']:.2e} - {row['max']:.2e} | {row['ratio']:.3g} "
-            f"| {row['seconds']:.0f} | {row['cpu_seconds']:.0f} |"
+            f"| {row['rebound']:.2g} | {row['seconds']:.0f} | {row['cpu_seconds']:.0f} |"
         )
     return "\n".join(lines)
 
