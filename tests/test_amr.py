@@ -98,7 +98,7 @@ def test_solve_with_amr_at_the_grid_level_is_the_uniform_solve(name: str) -> Non
                     coupling="fixed_point", tol=1e-11, progress=False)  # refines everything, 8 -> 16 -> 32
     assert refined.diagnostics.options["strategy"]["leaves"] == {"5": 32}
     rounds = refined.diagnostics.options["strategy"]["rounds"]
-    assert [r[0] for r in rounds] == [8, 16, 32, 32]  # steered to round_tol, then the final mesh to tol
+    assert [r[0] for r in rounds] == [8, 16, 32]  # steered to round_tol; on the final mesh, on to tol (Steer)
     assert max(r[2] for r in rounds[:-1]) <= 1e-4 < 1e3 * min(r[2] for r in rounds[:-1])
     assert rounds[-1][2] <= 1e-11
     for amr, atol in ((uniform, 1e-10), (refined, 1e-9)):  # refined: started from another iterate, tol 1e-11

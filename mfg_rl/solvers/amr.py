@@ -34,7 +34,7 @@ from mfg_rl.core.tree_mesh import KERNELS, TreeMesh
 from mfg_rl.solvers.amr_marking import coarsen_through, error_indicator, mark
 from mfg_rl.solvers.amr_slabs import SlabMFG, slab_edges
 from mfg_rl.solvers.auto import Auto
-from mfg_rl.solvers.callbacks import Callback
+from mfg_rl.solvers.callbacks import Callback, IterationState
 from mfg_rl.solvers.coupling import Anderson, CouplingResult, FictitiousPlay, FixedPoint, run_coupling
 from mfg_rl.solvers.newton import Newton
 from mfg_rl.solvers.trajectory import HJBResult
@@ -203,6 +203,30 @@ class TreeMarching:
     def fp(self, disc: TreeMFG | SlabMFG, u: Any, m: Any, forcing: float | None = None, steps: Any = None,
            ) -> Any:
         return disc.fp(disc.matrices(u, m) if steps is None else steps, m)  # FP(u(m)) = m at the fixed point
+
+
+class Steer(Callback):
+    """Steers a coupled solve of ``AMR.solve`` that runs to ``tol``: at the first iteration whose
+    residual is under ``goal`` (the round's tolerance), the meshes marking picks for ``(u, m)``
+    (``AMR.adapted``, kept in ``new``); if one changes, the solve stops there (``stopped``), else
+    these meshes are final (``settled``) and it goes on to ``tol``, without the restart (Anderson's
+    history lost, a repeated sweep) of a separate final solve. Inactive (``active`` False): a
+    solve to ``goal`` alone."""
+
+    def __init__(self, amr: AMR, disc: SlabMFG, goal: float, active: bool) -> None:
+        self.amr, self.disc, self.goal, self.active = amr, disc, goal, active
+        self.new: list[TreeMesh] | None = None
+        self.stopped = self.settled = False
+
+    def on_iteration(self, state: IterationState) -> bool | None:
+        if not self.active or self.settled or state.residual > self.goal:
+            return None
+        self.new = self.amr.adapted(self.disc, state.u, state.m)
+        if self.new == self.disc.meshes:
+            self.settled = True
+            return None
+        self.stopped = True
+        return False
 
 
 @dataclass
@@ -374,7 +398,9 @@ class AMR:
         Each solve starts from the last: ``m`` and ``u`` moved onto the new meshes (``u`` starts the
         first sweep's Newton steps, ``TreeMarching``), and a slab whose mesh did not change keeps its
         ``TreeMFG`` and factors (``SlabMFG(previous=...)``). Under Anderson (inexact) the Newton steps
-        are loosened as on the grid (``TreeMFG.hjb_step``'s ``forcing``)."""
+        are loosened as on the grid (``TreeMFG.hjb_step``'s ``forcing``). A steering solve runs to
+        ``tol`` under ``Steer``: it stops at ``round_tol`` where marking changes a mesh, and goes on
+        where it keeps them all (those meshes are final)."""
         amr = self.resolved(problem)
         policy = FixedPoint() if policy is None else coupling_policy(policy)
         edges = slab_edges(problem.time.Nt, amr.slabs)
@@ -386,14 +412,16 @@ class AMR:
             goal = tol if final or amr.round_tol is None else max(tol, amr.round_tol)
             m0 = grid_to_leaves(problem.grid, meshes[0], problem.m0)
             disc = SlabMFG(problem, meshes, edges, m0, newton_tol=newton_tol, previous=disc)
-            record = run_coupling(disc, marching, marching, policy, tol=goal, max_iter=max_iter, m_init=m,
-                                  callbacks=list(callbacks),
+            steer = Steer(amr, disc, goal, goal > tol)
+            record = run_coupling(disc, marching, marching, policy, tol=tol if steer.active else goal,
+                                  max_iter=max_iter, m_init=m, callbacks=[*callbacks, steer],
                                   allow_unconverged=allow_unconverged)
             mean = float(np.mean([disc.sizes[s] for s in disc.step_slab]))
             rounds.append((mean, record.iterations, float(record.residuals[-1])))
-            if final or not (record.converged or record.stopped_by == "floor"):
+            done = record.converged or record.stopped_by == "floor" or steer.stopped
+            if final or steer.settled or not done:
                 break
-            new = amr.adapted(disc, record.u, record.m)
+            new = amr.adapted(disc, record.u, record.m) if steer.new is None else steer.new
             if new == meshes:  # settled: one more solve on it, to tol, unless this one was
                 if goal == tol:
                     break
