@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from mfg_rl.agents.networks import relu_mlp
+
 
 def action_grid(actions_per_axis: int, act_dim: int, max_action: float) -> torch.Tensor:
     """The ``K^d`` grid actions ``(K^d, d)`` in game units, the last axis varying fastest.
@@ -51,11 +53,7 @@ class DuelingQ(nn.Module):
 
     def __init__(self, obs_dim: int, count: int, hidden: tuple[int, ...]) -> None:
         super().__init__()
-        sizes = (obs_dim, *hidden)
-        layers: list[nn.Module] = []
-        for a, b in zip(sizes[:-1], sizes[1:], strict=True):
-            layers += [nn.Linear(a, b), nn.ReLU()]
-        self.trunk = nn.Sequential(*layers)
+        self.trunk = nn.Sequential(*relu_mlp(obs_dim, hidden[-1], hidden[:-1]), nn.ReLU())
         self.value = nn.Linear(hidden[-1], 1)
         self.advantage = nn.Linear(hidden[-1], count)
 
