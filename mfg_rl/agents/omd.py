@@ -148,7 +148,7 @@ class OMDModule(ActorCriticModule):
         self.model.remember()
         score = self.score()
         self._log_scores(score, figure=self.iteration == self.iterations)
-        if self.params.average_last == 1:
+        if self.model.window == 1:  # the mean is the last iterate: its crowd is the one scored
             crowd = score.m_pi
         else:
             from mfg_rl.benchmark import induced_crowd

@@ -122,13 +122,16 @@ class SoftmaxQNetworks(nn.Module):
         last ``min(average_last, max(1, k // 10))`` of the ``k`` remembered iterates (the last tenth
         of a run, so that a short run does not average in its first, worse iterates; the fitted ``q``
         alone before the first ``remember``)."""
-        if self.remembered == 0:
+        if self.window == 1:
             return self.iterate_act(obs)
-        size = len(self.iterates)
-        count = min(size, max(1, self.remembered // 10))
-        newest = self.remembered - 1
-        kept = [self.iterates[(newest - j) % size] for j in range(count)]
+        size, newest = len(self.iterates), self.remembered - 1
+        kept = [self.iterates[(newest - j) % size] for j in range(self.window)]
         return torch.stack([self.iterate_act(obs, q) for q in kept]).mean(0)
+
+    @property
+    def window(self) -> int:
+        """How many iterates ``act`` averages now: ``min(average_last, max(1, k // 10))``."""
+        return min(len(self.iterates), max(1, self.remembered // 10))
 
     def get_extra_state(self) -> dict[str, int]:
         return {"remembered": self.remembered}
