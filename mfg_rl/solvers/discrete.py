@@ -38,6 +38,13 @@ MIN_NEWTON = 50  # Newton iterations per step before SolverError, plus one per c
 FIRST_ROUNDS = 4  # unrolled Newton iterations per step in a sweep before any sweep has said how many it takes
 
 
+def forcing_scale(smallest_spacing: float, ndim: int, dt: float) -> float:
+    """``s = min(1, h^2 / (2 d dt))``: an error ``du`` of ``u`` moves the FP residual by about
+    ``2 d dt du / h^2`` through the upwind drift, so an inexact Newton step stops at ``s forcing``
+    (``DiscreteMFG.step_target``; ``h`` the smallest cell, of a grid or a tree)."""
+    return min(1.0, smallest_spacing**2 / (2 * ndim * dt))
+
+
 @dataclass
 class StepResult:
     """One HJB step: ``u^n``, Newton corrections, the final ``dt max|R|`` and the Newton
@@ -98,8 +105,7 @@ class DiscreteMFG:
         # capped at what it took in the last sweep (``step_rounds``; None before a sweep)
         self.newton_rounds = FIRST_ROUNDS
         self.newton_counts: list[int] | None = None
-        ndim = problem.grid.ndim
-        self.forcing_scale = min(1.0, min(problem.grid.spacing) ** 2 / (2 * ndim * self.dt))
+        self.forcing_scale = forcing_scale(min(problem.grid.spacing), problem.grid.ndim, self.dt)
 
     @property
     def unrolled_newton(self) -> bool:

@@ -34,7 +34,7 @@ import scipy.sparse as sp
 from mfg_rl.backends import create_backend, tree_step_numba
 from mfg_rl.core import MFGProblem
 from mfg_rl.core.tree_mesh import TreeMesh
-from mfg_rl.solvers.discrete import MIN_NEWTON
+from mfg_rl.solvers.discrete import MIN_NEWTON, forcing_scale
 from mfg_rl.solvers.step_newton import newton, raise_for_status, round_off_floor
 from mfg_rl.solvers.trajectory import HJBResult
 from mfg_rl.solvers.tree_linear import ChordSolve, CSCSlots, SparseLU, Tridiagonal, adjoint_solve
@@ -275,9 +275,7 @@ class TreeMFG:
         finest = np.asarray(mesh.root.finest_shape)
         self.max_newton = MIN_NEWTON + int(finest.sum()) if max_newton is None else max_newton
         self.factors: dict[int, Any] = {}  # per step n, the matrix last factorised for it (tree_linear)
-        # DiscreteMFG.forcing_scale on the smallest leaf: an error du of u moves the FP residual by
-        # about 2 d dt du / h^2 through the upwind drift
-        self.forcing_scale = min(1.0, float(np.asarray(mesh.sizes).min()) ** 2 / (2 * mesh.ndim * self.dt))
+        self.forcing_scale = forcing_scale(float(np.asarray(mesh.sizes).min()), mesh.ndim, self.dt)
 
     def _cost(self, cost: Callable[[Any, Any], Any], m: np.ndarray) -> np.ndarray:
         return np.asarray(cost(self.scheme.points, m), dtype=np.float64) + 0.0 * m
