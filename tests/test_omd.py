@@ -27,7 +27,7 @@ def test_omd_defaults_and_bad_hyperparameters_name_themselves() -> None:
     bad = {"gradient_steps": 0, "batch_size": 1.5, "target_update_every": -1, "n_steps": 0,
            "actions_per_axis": 1, "learning_rate": math.nan, "gamma": 1.5, "tau": 0.0,
            "munchausen_alpha": 1.1, "log_policy_clip": 0.0, "epsilon": -0.1, "max_grad_norm": -1.0,
-           "hidden": (), "average_last": 0}
+           "hidden": (), "average_last": 0, "eval_every": 0}
     for name, value in bad.items():
         with pytest.raises(ValueError, match=name):
             hyperparameters("omd", {name: value})
@@ -127,7 +127,8 @@ def test_omd_learns_lq1d_and_its_checkpoint_scores_the_same(tmp_path: Path) -> N
     for tag in ("losses/q_loss", "losses/entropy", "losses/q_values", "losses/grad_norm",
                 "charts/omd_iterations", "charts/episodic_return", "benchmark/exploitability"):
         assert np.isfinite([e.value for e in events.Scalars(tag)]).all(), tag
-    assert len(events.Scalars("benchmark/exploitability")) == 13  # the initial policy and every iteration
+    scored = [e.step for e in events.Scalars("benchmark/exploitability")]
+    assert scored == [0, 5 * 640, 10 * 640, 12 * 640]  # the initial policy, every eval_every = 5, the end
     assert [e.value for e in events.Scalars("charts/omd_iterations")] == list(range(1, 13))
     agent, score = bench(result.checkpoint)  # loads without Lightning, the crowd of the last iterate
     assert (agent.algo, agent.env_steps) == ("omd", result.env_steps)
@@ -143,6 +144,23 @@ def test_omd_learns_santa_fe_bar(tmp_path: Path) -> None:
                    env_kwargs={"Nx": 51, "Nt": 20}, **FAST)
     ratio = result.before["exploitability"] / result.after["exploitability"]
     assert ratio > 20.0, ratio
+
+
+def test_omd_scoring_less_often_leaves_the_run_unchanged(tmp_path: Path) -> None:
+    """The crowd of every iteration comes from the last iterate whether or not the iteration is scored,
+    so ``eval_every`` changes what is logged, not what is learnt: the scores it keeps are bit for bit."""
+    from mfg_rl.agents import train
+    from mfg_rl.agents.leaderboard import exploitability_history
+
+    options = {"steps": 22 * 10 * 32, "seed": 3, "env_kwargs": TINY, **FAST, "num_envs": 32,
+               "gradient_steps": 10, "average_last": 2}  # the mean of two iterates from iteration 20
+    every = train(logdir=tmp_path / "every", eval_every=1, **options)
+    sparse = train(logdir=tmp_path / "sparse", eval_every=8, **options)
+    history = dict(exploitability_history(every.logdir))
+    kept = exploitability_history(sparse.logdir)
+    assert [step for step, _ in kept] == [0, 8 * 320, 16 * 320, 22 * 320]
+    assert all(history[step] == value for step, value in kept)
+    assert sparse.after == every.after
 
 
 def test_omd_resume_continues_the_same_run(tmp_path: Path) -> None:

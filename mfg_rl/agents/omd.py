@@ -7,8 +7,8 @@ in 1D, ``11 x 11`` in 2D), the policy is ``pi_k = softmax(Q_k / tau)`` over them
 (``mfg_rl.agents.softmax_q``). Outer iteration ``k``:
 
 1. the crowd ``m_k`` is the one ``pi_k`` induces: the Fokker-Planck solution of its deterministic
-   mean action ``E_{pi_k}[a]`` (``mfg_rl.benchmark.evaluate(...).m_pi``, which also scores it),
-   set with ``env.set_crowd``;
+   mean action ``E_{pi_k}[a]`` (``mfg_rl.benchmark.induced_crowd``, or the ``m_pi`` of the iteration's
+   score while that scores ``pi_k`` itself), set with ``env.set_crowd``;
 2. ``n_steps`` env steps of all agents against ``m_k``, actions drawn from ``pi_k`` mixed with
    ``epsilon`` uniform ones, go into a device replay emptied every iteration (its rewards are ``m_k``'s);
 3. ``gradient_steps`` regressions of ``Q_{k+1}`` (warm-started from ``Q_k``) on the Munchausen target
@@ -16,20 +16,21 @@ in 1D, ``11 x 11`` in 2D), the policy is ``pi_k = softmax(Q_k / tau)`` over them
        y = r + alpha tau max(log pi_k(a|s), l0) + gamma k sum_a' pi_k(a'|s') (Q'(s',a') - tau log pi_k(a'|s'))
 
    (``Q'`` the target network, copied from ``Q_{k+1}`` every ``target_update_every`` updates), so
-   that ``softmax(Q_{k+1} / tau) ~ pi_k^alpha exp(q_{k+1} / tau)`` without storing past Q's.
+   that ``softmax(Q_{k+1} / tau) ~ pi_k^alpha exp(q_{k+1} / tau)`` without storing past Q's; the
+   ``pi_k`` terms are computed once per replay row, the target's once per update.
 
-Rewards are divided by ``dt`` (reward rates), so that ``tau`` means the same on every time grid.
-The policy scored, returned and checkpointed is the mean over the last ``average_last`` iterates
-(the last tenth of the run at most) of the deterministic mean action of their softmax policies
+Rewards are divided by ``dt`` (reward rates), so that ``tau`` means the same on every time grid. The
+policy scored, returned and checkpointed is the mean over the last ``average_last`` iterates (the
+last tenth of the run at most) of the deterministic mean action of their softmax policies
 (``SoftmaxQNetworks.act``); the crowd of step 1 is the last iterate's alone
-(``benchmark.induced_crowd``). Every iteration logs ``benchmark/exploitability`` (of that mean,
-against env steps), the regression loss, the entropy of ``pi_{k+1}`` on the replay's states and
-``charts/omd_iterations``. The replay is refilled every iteration, so a checkpoint (networks and the
-remembered iterates, optimiser, env, crowd, RNG) at an iteration's end resumes the same run. One
-process; ``regime="fictitious-play"`` only (the crowd is the agent's own, from the PDE's
-Fokker-Planck). The policy reads the crowd's density in its observation, so the final score (against
-the crowd of the last iterate) differs a little from the last logged one (against the crowd it was
-trained on).
+(``benchmark.induced_crowd``). Every iteration logs the regression loss, the entropy of ``pi_{k+1}``
+on the replay's states and ``charts/omd_iterations``; every ``eval_every`` iterations and at the
+end, ``benchmark/exploitability`` (of that mean, against env steps). The replay is refilled every
+iteration, so a checkpoint (networks and the remembered iterates, optimiser, env, crowd, RNG) at an
+iteration's end resumes the same run. One process; ``regime="fictitious-play"`` only (the crowd is
+the agent's own, from the PDE's Fokker-Planck). The policy reads the crowd's density in its
+observation, so the final score (against the crowd of the last iterate) differs a little from the
+last logged one (against the crowd it was trained on).
 
 Example:
     >>> from mfg_rl.agents import train
@@ -90,11 +91,13 @@ class OMDModule(ActorCriticModule):
             if "_episode" in info:
                 returns.append(info["episode"]["r"][info["_episode"]])
                 lengths.append(info["episode"]["l"][info["_episode"]])
+        policy_terms = self._policy_terms()
         sums: dict[str, torch.Tensor] = {}
         for update in range(p.gradient_steps):
             if update % p.target_update_every == 0:
                 model.target.load_state_dict(model.q.state_dict())
-            stats = self._update(self.replay.sample(p.batch_size, self.generator))
+            rows = self.replay.draw(p.batch_size, self.generator)
+            stats = self._update(self.replay.rows(rows), *(term[rows] for term in policy_terms))
             sums = {k: sums[k] + v if k in sums else v for k, v in stats.items()}
         size = steps * self.num_envs
         self.iteration += 1
@@ -117,17 +120,27 @@ class OMDModule(ActorCriticModule):
         explore = torch.rand(index.shape, generator=self.generator, device=obs.device) < self.params.epsilon
         return torch.where(explore, uniform, index)
 
-    def _update(self, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
-        """One regression step of ``Q_{k+1}`` on the Munchausen target; detached 0-d stats."""
+    @torch.no_grad()
+    def _policy_terms(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``log pi_k(a|s)`` ``(R,)`` of the action taken and ``log pi_k(.|s')`` ``(R, K^d)`` of every
+        row of the replay: ``pi_k`` is frozen over the iteration, so its two forward passes run once
+        per row here instead of once per draw in each of the ``gradient_steps`` updates."""
+        model = self.model
+        every_row = torch.arange(self.replay.size, device=self.replay.data.device)
+        obs, index, _, next_obs, _ = self.replay.rows(every_row)
+        log_pi = model.log_policy(obs, model.previous).gather(1, index.long())[:, 0]
+        return log_pi, model.log_policy(next_obs, model.previous)
+
+    def _update(self, batch: tuple[torch.Tensor, ...], log_pi_taken: torch.Tensor,
+                log_pi_next: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One regression step of ``Q_{k+1}`` on the Munchausen target, with ``pi_k``'s terms of the
+        batch's rows (``_policy_terms``); detached 0-d stats."""
         p, model = self.params, self.model
         obs, index, rewards, next_obs, alive = batch
         index = index[:, 0].long()
         with torch.no_grad():
-            log_pi = model.log_policy(obs, model.previous)
-            log_pi_next = model.log_policy(next_obs, model.previous)
-            target = munchausen_target(rewards, log_pi.gather(1, index[:, None])[:, 0], log_pi_next,
-                                       model.target(next_obs), alive, p.gamma, p.tau, p.munchausen_alpha,
-                                       p.log_policy_clip)
+            target = munchausen_target(rewards, log_pi_taken, log_pi_next, model.target(next_obs), alive,
+                                       p.gamma, p.tau, p.munchausen_alpha, p.log_policy_clip)
         q_all = model.q(obs)
         loss = 0.5 * (q_all.gather(1, index[:, None])[:, 0] - target).square().mean()
         optimizer = self.optimizers()
@@ -142,13 +155,16 @@ class OMDModule(ActorCriticModule):
                 "grad_norm": grad_norm}
 
     def _end_iteration(self, scalars: dict[str, torch.Tensor | float], size: int) -> None:
-        """Log ``scalars``; remember ``pi_{k+1}``, score the mean of the last iterates and make the
-        crowd ``pi_{k+1}`` induces the next iteration's ``m``."""
+        """Log ``scalars``; remember ``pi_{k+1}``, score the mean of the last iterates (every
+        ``eval_every`` iterations and at the end) and make the crowd ``pi_{k+1}`` induces the next
+        iteration's ``m``."""
         self._log_iteration({**scalars, "charts/omd_iterations": float(self.iteration)}, size)
         self.model.remember()
-        score = self.score()
-        self._log_scores(score, figure=self.iteration == self.iterations)
-        if self.model.window == 1:  # the mean is the last iterate: its crowd is the one scored
+        last = self.iteration == self.iterations
+        score = self.score() if last or self.iteration % self.params.eval_every == 0 else None
+        if score is not None:
+            self._log_scores(score, figure=last)
+        if score is not None and self.model.window == 1:  # the mean is the last iterate: its crowd
             crowd = score.m_pi
         else:
             from mfg_rl.benchmark import induced_crowd

@@ -59,7 +59,14 @@ class Replay:
 
     def sample(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         """``(s, a, r, s', k)`` of ``batch_size`` uniform draws (with replacement)."""
-        index = torch.randint(self.size, (batch_size,), generator=generator, device=self.data.device)
+        return self.rows(self.draw(batch_size, generator))
+
+    def draw(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        """``batch_size`` uniform row indices ``(B,)`` (with replacement), for ``rows``."""
+        return torch.randint(self.size, (batch_size,), generator=generator, device=self.data.device)
+
+    def rows(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``(s, a, r, s', k)`` of the rows ``index`` ``(B,)``."""
         s, a, r, s2, k = self.data[index].split(self.sizes, dim=1)
         return s, a, r[:, 0], s2, k[:, 0]
 
