@@ -96,6 +96,11 @@ REGISTRY: dict[str, Algorithm] = {
         "crowd of its last iterate",
         "mfg_rl.agents.omd:OMDModule", config.OMDHyperparameters, config.check_omd,
         "mfg_rl.agents.softmax_q:softmax_q_networks", regimes=("fictitious-play",)),
+    "dafp-q": Algorithm(
+        "dafp-q", "deep averaged fictitious play with soft Q-learning best responses (softmax over a grid "
+        "of actions), supervised average policy, PDE or model-free crowd",
+        "mfg_rl.agents.dafp_q:DAFPQModule", config.DAFPQHyperparameters, config.check_dafp_q,
+        "mfg_rl.agents.average_policy:dafp_q_networks", regimes=("fictitious-play",)),
 }
 
 

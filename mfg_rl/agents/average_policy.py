@@ -3,8 +3,9 @@
 - ``AveragePolicy``: the deterministic control ``alpha_bar(t, x)`` of the policies played so far,
   a tanh MLP of ``(t/T, x)`` only (the density part of the observation is the crowd of the outer
   iteration a sample came from, so it means something else in every iteration).
-- ``DAFPNetworks``: the best response (PPO's ``ActorCritic``) beside the average policy; its ``act``
-  is the average policy's, so checkpoints and ``ObservationPolicy`` give the average policy.
+- ``DAFPNetworks``: the best response (PPO's ``ActorCritic``, or soft Q-networks) beside the
+  average policy; its ``act`` is the average policy's, so checkpoints and ``ObservationPolicy``
+  give the average policy.
 - ``Reservoir``: uniform reservoir sampling of ``(t/T, x, alpha)`` rows on the device (Vitter's
   algorithm R): after ``n`` rows were offered, each is kept with probability ``capacity / n``, so
   the buffer weighs every best response alike, as the fictitious-play average does.
@@ -43,10 +44,11 @@ class AveragePolicy(nn.Module):
 
 
 class DAFPNetworks(nn.Module):
-    """The best response ``best_response`` (``ActorCritic``) and the ``average`` policy; ``act`` is the
-    average policy's control (what D-AFP returns, scores and checkpoints)."""
+    """The best response ``best_response`` (``ActorCritic`` for ``dafp``, ``SoftmaxQNetworks`` for
+    ``dafp-q``) and the ``average`` policy; ``act`` is the average policy's control (what D-AFP
+    returns, scores and checkpoints)."""
 
-    def __init__(self, best_response: ActorCritic, average: AveragePolicy) -> None:
+    def __init__(self, best_response: nn.Module, average: AveragePolicy) -> None:
         super().__init__()
         self.best_response = best_response
         self.average = average
@@ -60,6 +62,15 @@ class DAFPNetworks(nn.Module):
 def dafp_networks(params: Any, obs_dim: int, act_dim: int, max_action: float) -> DAFPNetworks:
     """D-AFP's networks for ``params`` (``DAFPHyperparameters``) and the env's spaces."""
     best_response = ActorCritic(obs_dim, act_dim, params.hidden, params.log_std_init, max_action)
+    return DAFPNetworks(best_response, AveragePolicy(act_dim, params.average_hidden, max_action))
+
+
+def dafp_q_networks(params: Any, obs_dim: int, act_dim: int, max_action: float) -> DAFPNetworks:
+    """D-AFP-Q's networks for ``params`` (``DAFPQHyperparameters``): OMD's softmax Q-networks as the
+    best response, beside the average policy."""
+    from mfg_rl.agents.softmax_q import softmax_q_networks
+
+    best_response = softmax_q_networks(params, obs_dim, act_dim, max_action)
     return DAFPNetworks(best_response, AveragePolicy(act_dim, params.average_hidden, max_action))
 
 

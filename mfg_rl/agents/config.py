@@ -202,26 +202,16 @@ def check_sac(params: SACHyperparameters) -> SACHyperparameters:
 
 
 @dataclass
-class DAFPHyperparameters(Hyperparameters):
-    """Deep averaged fictitious play (``algo="dafp"``): PPO's fields (``Hyperparameters``, the best
-    response's learner) and the outer loop's. ``train(..., algo="dafp", regime="fictitious-play")``.
-
-    One outer iteration is ``fp_every`` PPO iterations (``fp_every * n_steps * num_envs`` env steps
-    of best response), then one horizon of ``sample_agents`` agents playing the best response's
-    deterministic control (samples for the reservoir), ``average_steps`` supervised steps, and the
-    new crowd. The samples (and the model-free crowd's agents) are env steps beyond ``train``'s
-    ``steps``, which counts the best responses' only; ``TrainResult.env_steps`` counts them all.
-    The average policy is scored at every outer iteration (``eval_every`` does not apply).
-    Two of PPO's defaults change: ``anneal_lr = False`` (every best response tracks a new crowd, so
-    the late ones need the step size as much as the first) and ``fp_every = 2`` (many short best
-    responses: on SantaFeBar, 2 gave 11x lower exploitability in 600k steps, 5 gave 3.7x in 300k).
+class AveragePolicyHyperparameters:
+    """The outer loop of deep averaged fictitious play, whatever learns its best responses
+    (``dafp``: PPO, ``dafp-q``: soft Q-learning): samples, reservoir, average policy and crowd.
 
     Attributes:
         crowd: ``"pde"`` (the crowd of the average policy from the scheme's Fokker-Planck) or
             ``"model-free"`` (a histogram of ``crowd_agents`` agents playing it in the env).
         sample_agents: agents playing the best response for the reservoir, one horizon per outer
-            iteration (``Nt * sample_agents`` env steps: a quarter of the best response's with the
-            defaults ``num_envs = 128``, ``fp_every = 2``).
+            iteration (``Nt * sample_agents`` env steps: a quarter of the best response's with
+            ``num_envs = 128`` and two of its iterations).
         crowd_agents: agents of the model-free crowd, one horizon per outer iteration (``Nt *
             crowd_agents`` env steps); the histogram's relative error in a cell of mass ``q`` is
             about ``1 / sqrt(q crowd_agents)``.
@@ -232,8 +222,6 @@ class DAFPHyperparameters(Hyperparameters):
         average_hidden: hidden widths of the average policy (tanh).
     """
 
-    fp_every: int = 2
-    anneal_lr: bool = False
     crowd: str = "pde"
     sample_agents: int = 64
     crowd_agents: int = 4096
@@ -244,10 +232,8 @@ class DAFPHyperparameters(Hyperparameters):
     average_hidden: tuple[int, ...] = (64, 64)
 
 
-def check_dafp(params: DAFPHyperparameters) -> DAFPHyperparameters:
-    """``check_actor_critic`` (PPO's fields), then ``ValueError`` naming the first D-AFP field out of
-    range."""
-    check_actor_critic(params)
+def check_average_policy(params: Any) -> Any:
+    """``ValueError`` naming the first ``AveragePolicyHyperparameters`` field of ``params`` out of range."""
     if params.crowd not in ("pde", "model-free"):
         raise ValueError(f"crowd must be 'pde' or 'model-free', got {params.crowd!r}")
     for name in ("sample_agents", "crowd_agents", "buffer_size", "average_steps", "average_batch_size"):
@@ -264,6 +250,32 @@ def check_dafp(params: DAFPHyperparameters) -> DAFPHyperparameters:
     if not params.average_hidden or min(params.average_hidden) < 1:
         raise ValueError(f"average_hidden must be positive layer widths, got {params.average_hidden!r}")
     return params
+
+
+@dataclass
+class DAFPHyperparameters(AveragePolicyHyperparameters, Hyperparameters):
+    """Deep averaged fictitious play (``algo="dafp"``): PPO's fields (``Hyperparameters``, the best
+    response's learner) and the outer loop's (``AveragePolicyHyperparameters``).
+    ``train(..., algo="dafp", regime="fictitious-play")``.
+
+    One outer iteration is ``fp_every`` PPO iterations (``fp_every * n_steps * num_envs`` env steps
+    of best response), then one horizon of ``sample_agents`` agents playing the best response's
+    deterministic control (samples for the reservoir), ``average_steps`` supervised steps, and the
+    new crowd. The samples (and the model-free crowd's agents) are env steps beyond ``train``'s
+    ``steps``, which counts the best responses' only; ``TrainResult.env_steps`` counts them all.
+    The average policy is scored at every outer iteration (``eval_every`` does not apply).
+    Two of PPO's defaults change: ``anneal_lr = False`` (every best response tracks a new crowd, so
+    the late ones need the step size as much as the first) and ``fp_every = 2`` (many short best
+    responses: on SantaFeBar, 2 gave 11x lower exploitability in 600k steps, 5 gave 3.7x in 300k).
+    """
+
+    fp_every: int = 2
+    anneal_lr: bool = False
+
+
+def check_dafp(params: DAFPHyperparameters) -> DAFPHyperparameters:
+    """``check_actor_critic`` (PPO's fields), then ``check_average_policy``."""
+    return check_average_policy(check_actor_critic(params))
 
 
 @dataclass
@@ -359,3 +371,30 @@ def check_omd(params: OMDHyperparameters) -> OMDHyperparameters:
     if not params.hidden or min(params.hidden) < 1:
         raise ValueError(f"hidden must be positive layer widths, got {params.hidden!r}")
     return params
+
+
+@dataclass
+class DAFPQHyperparameters(AveragePolicyHyperparameters, OMDHyperparameters):
+    """Deep averaged fictitious play with soft Q-learning best responses (``algo="dafp-q"``): OMD's
+    learner (``OMDHyperparameters``) with ``munchausen_alpha = 0`` and the outer loop of D-AFP
+    (``AveragePolicyHyperparameters``). ``train(..., algo="dafp-q", regime="fictitious-play")``.
+
+    An iteration fits ``Q_{k+1}`` to the soft Bellman target of ``pi_k = softmax(Q_k / tau)`` against
+    the frozen crowd (one step of soft policy iteration, warm-started), and every ``fp_every``
+    iterations comes D-AFP's outer iteration: samples of the best response's mean action, the average
+    policy, its crowd. ``average_last`` and ``eval_every`` do not apply: the average policy is what
+    is returned, and it is scored at every outer iteration. With ``munchausen_alpha > 0`` the best
+    response would be a mirror-descent step from the last one instead of a policy-iteration step.
+    """
+
+    munchausen_alpha: float = 0.0
+    average_last: int = 1
+    fp_every: int = 1
+
+
+def check_dafp_q(params: DAFPQHyperparameters) -> DAFPQHyperparameters:
+    """``check_omd`` (the learner's fields), ``fp_every``, then ``check_average_policy``."""
+    check_omd(params)
+    if isinstance(params.fp_every, bool) or not isinstance(params.fp_every, int) or params.fp_every < 1:
+        raise ValueError(f"fp_every must be an integer >= 1, got {params.fp_every!r}")
+    return check_average_policy(params)

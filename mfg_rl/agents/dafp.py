@@ -1,10 +1,13 @@
 """``DAFPModule``: deep averaged fictitious play (Lauriere et al. 2022, "Scalable deep reinforcement
-learning algorithms for mean field games") as a Lightning module on the batched env.
+learning algorithms for mean field games") as a Lightning module on the batched env, and
+``AveragedFictitiousPlay``, its outer loop (steps 2-4), which ``mfg_rl.agents.dafp_q`` shares.
 
-Outer iteration ``k`` (every ``fp_every`` PPO iterations, and at the end of the budget):
+Outer iteration ``k`` (every ``fp_every`` iterations of the best response's learner, and at the end
+of the budget):
 
 1. best response: ``fp_every`` iterations of the library's PPO (``ActorCriticModule.training_step``,
-   warm-started from the previous best response) against the frozen crowd ``m_bar_k``;
+   warm-started from the previous best response) against the frozen crowd ``m_bar_k`` (``dafp-q``:
+   of soft Q-learning);
 2. samples: ``sample_agents`` agents play the best response's deterministic control ``alpha_k``
    for one horizon; every ``(t/T, x, alpha_k(obs))`` of an agent in the domain is offered to the
    reservoir (``average_policy.Reservoir``: each best response weighs alike);
@@ -42,8 +45,11 @@ SAMPLER_SEED = 104_729
 """Offset of the sampling envs' seeds from the run's (their agents are not the learner's)."""
 
 
-class DAFPModule(ActorCriticModule):
-    """D-AFP on ``env_id`` (see ``mfg_rl.agents.train``; ``DAFPHyperparameters``)."""
+class AveragedFictitiousPlay:
+    """D-AFP's outer loop (steps 2-4 above), mixed in before a Lightning module whose ``learner``
+    (``model.best_response``, with ``act(obs) -> alpha``) learns the best responses in its
+    ``training_step``; the module's ``model`` holds the ``average`` policy (``DAFPNetworks``) and
+    its ``params`` the fields of ``AveragePolicyHyperparameters`` and ``fp_every``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -56,12 +62,8 @@ class DAFPModule(ActorCriticModule):
 
     @property
     def learner(self) -> torch.nn.Module:
-        """The best response, learned by PPO."""
+        """The best response."""
         return self.model.best_response
-
-    @property
-    def update_rule(self) -> str:
-        return "ppo"
 
     def best_response_policy(self) -> ObservationPolicy:
         """The best response's deterministic control to the current crowd, ``policy(t, x) -> alpha``."""
@@ -70,7 +72,8 @@ class DAFPModule(ActorCriticModule):
     # -- setup, checkpoints ----------------------------------------------------------------
     def setup(self, stage: str) -> None:
         if self.trainer.world_size > 1:
-            raise ValueError(f"dafp runs on one process (asked {self.trainer.world_size}); use devices=1")
+            raise ValueError(f"{self.algo} runs on one process (asked {self.trainer.world_size}); "
+                             "use devices=1")
         super().setup(stage)
         if self.sampler is None:
             device = self.trainer.strategy.root_device
@@ -161,3 +164,11 @@ class DAFPModule(ActorCriticModule):
         obs, inside = play_horizon(self.crowd_env, self.model.act)
         self.env_steps += self.game.Nt * self.params.crowd_agents
         return crowd_histogram(self.game, obs, inside).cpu().numpy()
+
+
+class DAFPModule(AveragedFictitiousPlay, ActorCriticModule):
+    """D-AFP with PPO best responses on ``env_id`` (see ``mfg_rl.agents.train``; ``DAFPHyperparameters``)."""
+
+    @property
+    def update_rule(self) -> str:
+        return "ppo"

@@ -60,7 +60,7 @@ class OMDModule(ActorCriticModule):
         self.replay: Replay | None = None
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.model.q.parameters(), lr=self.params.learning_rate)
+        return torch.optim.Adam(self.learner.q.parameters(), lr=self.params.learning_rate)
 
     def setup(self, stage: str) -> None:
         if self.trainer.world_size > 1:
@@ -74,7 +74,7 @@ class OMDModule(ActorCriticModule):
 
     # -- one outer iteration: collect against m_k with pi_k, fit Q_{k+1} ---------------------------
     def training_step(self, batch: Any, batch_idx: int) -> None:
-        p, model = self.params, self.model
+        p, model = self.params, self.learner
         model.start_iteration()
         self.replay.position = self.replay.size = 0
         returns, lengths = [], []
@@ -113,7 +113,7 @@ class OMDModule(ActorCriticModule):
     @torch.no_grad()
     def _sample_actions(self, obs: torch.Tensor) -> torch.Tensor:
         """Grid indices ``(N,)`` from ``pi_k``, each replaced by a uniform one with chance ``epsilon``."""
-        probs = self.model.log_policy(obs, self.model.previous).exp()
+        probs = self.learner.log_policy(obs, self.learner.previous).exp()
         index = torch.multinomial(probs, 1, generator=self.generator)[:, 0]
         count = probs.shape[1]
         uniform = torch.randint(count, index.shape, generator=self.generator, device=obs.device)
@@ -125,7 +125,7 @@ class OMDModule(ActorCriticModule):
         """``log pi_k(a|s)`` ``(R,)`` of the action taken and ``log pi_k(.|s')`` ``(R, K^d)`` of every
         row of the replay: ``pi_k`` is frozen over the iteration, so its two forward passes run once
         per row here instead of once per draw in each of the ``gradient_steps`` updates."""
-        model = self.model
+        model = self.learner
         every_row = torch.arange(self.replay.size, device=self.replay.data.device)
         obs, index, _, next_obs, _ = self.replay.rows(every_row)
         log_pi = model.log_policy(obs, model.previous).gather(1, index.long())[:, 0]
@@ -135,7 +135,7 @@ class OMDModule(ActorCriticModule):
                 log_pi_next: torch.Tensor) -> dict[str, torch.Tensor]:
         """One regression step of ``Q_{k+1}`` on the Munchausen target, with ``pi_k``'s terms of the
         batch's rows (``_policy_terms``); detached 0-d stats."""
-        p, model = self.params, self.model
+        p, model = self.params, self.learner
         obs, index, rewards, next_obs, alive = batch
         index = index[:, 0].long()
         with torch.no_grad():
@@ -159,17 +159,17 @@ class OMDModule(ActorCriticModule):
         ``eval_every`` iterations and at the end) and make the crowd ``pi_{k+1}`` induces the next
         iteration's ``m``."""
         self._log_iteration({**scalars, "charts/omd_iterations": float(self.iteration)}, size)
-        self.model.remember()
+        self.learner.remember()
         last = self.iteration == self.iterations
         score = self.score() if last or self.iteration % self.params.eval_every == 0 else None
         if score is not None:
             self._log_scores(score, figure=last)
-        if score is not None and self.model.window == 1:  # the mean is the last iterate: its crowd
+        if score is not None and self.learner.window == 1:  # the mean is the last iterate: its crowd
             crowd = score.m_pi
         else:
             from mfg_rl.benchmark import induced_crowd
 
-            crowd = induced_crowd(ObservationPolicy(LastIterate(self.model), self.game), self.game.eq,
+            crowd = induced_crowd(ObservationPolicy(LastIterate(self.learner), self.game), self.game.eq,
                                   device=self.game.device)
         self._set_crowd(crowd)
         self._clock = time.perf_counter()
