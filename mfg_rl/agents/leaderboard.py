@@ -49,11 +49,11 @@ A2C 49-72k in 1D, 11k in 2D; SAC 350-800 (bound by its 32 updates per step); D-A
 2026-12-05 measured the CPU seconds of a run (median of 4 seeds): D-AFP 26-42 s in 1D, 27 s on Crowd2D;
 OMD 37-70 s in 1D, 44 s on Crowd2D. OMD was still improving at the end of those budgets
 (CrowdExit1D-v0 seed 0: 0.32 -> 0.088 over the last 500k of 3M steps), so it now runs 2-3M steps in
-1D (3-6 minutes). On Crowd2D an OMD iteration (6,400 env steps) costs 2.4 CPU s early in a run since
-the dueling 128 x 128 network and the crowd of the last iterate beside the score of the mean (400
-updates 1.0-1.2 s, score 0.6 s, crowd 0.3-0.4 s; seed 0, first 16 iterations) and about 3.9 s on
-average over a whole run: 1.5M steps took 922-930 CPU s on the board of 2026-12-05 (two runs at
-once), over the issue's 10 minutes per run."""
+1D (3-6 minutes). On Crowd2D an OMD iteration (6,400 env steps) costs about 1.8 CPU s (400 updates,
+the crowd of the last iterate) and a score of the mean of 10 iterates 2.8 s more, so OMD scores every
+``eval_every = 5`` iterations: 1.5M steps took 444-464 CPU s on the board of 2026-12-05 (922-1040 s
+when it scored every iteration). D-AFP-Q (``dafp-q``) runs an OMD iteration plus an outer iteration
+(samples, 600 supervised steps, two scores) per crowd: LQ1D 500k best-response steps in 124-133 CPU s."""
 DEFAULT_SEEDS = 4
 MAX_SEEDS = 1_000
 
