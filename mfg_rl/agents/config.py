@@ -152,6 +152,14 @@ def hyperparameters(algo: str, overrides: dict[str, Any]) -> Any:
     return entry.check(params)
 
 
+def _positive_integers(params: Any, names: tuple[str, ...]) -> None:
+    """``ValueError`` naming the first field of ``names`` that is not an integer >= 1 (bools are not)."""
+    for name in names:
+        value = getattr(params, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
 def check_actor_critic(params: Hyperparameters) -> Hyperparameters:
     """``ValueError`` naming the first PPO/A2C hyperparameter out of its range."""
     if params.optimizer not in ("adam", "rmsprop"):
@@ -173,10 +181,7 @@ def check_a2c(params: Hyperparameters) -> Hyperparameters:
 
 def check_sac(params: SACHyperparameters) -> SACHyperparameters:
     """``ValueError`` naming the first SAC hyperparameter out of its range."""
-    for name in ("gradient_steps", "batch_size", "buffer_size", "eval_every"):
-        value = getattr(params, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    _positive_integers(params, ("gradient_steps", "batch_size", "buffer_size", "eval_every"))
     if isinstance(params.learning_starts, bool) or not isinstance(params.learning_starts, int) \
             or params.learning_starts < 0:
         raise ValueError(f"learning_starts must be an integer >= 0, got {params.learning_starts!r}")
@@ -236,10 +241,8 @@ def check_average_policy(params: Any) -> Any:
     """``ValueError`` naming the first ``AveragePolicyHyperparameters`` field of ``params`` out of range."""
     if params.crowd not in ("pde", "model-free"):
         raise ValueError(f"crowd must be 'pde' or 'model-free', got {params.crowd!r}")
-    for name in ("sample_agents", "crowd_agents", "buffer_size", "average_steps", "average_batch_size"):
-        value = getattr(params, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    _positive_integers(params, ("sample_agents", "crowd_agents", "buffer_size", "average_steps",
+                                "average_batch_size"))
     if params.average_batch_size > params.buffer_size:
         raise ValueError(f"average_batch_size={params.average_batch_size} exceeds "
                          f"buffer_size={params.buffer_size}")
@@ -345,10 +348,8 @@ class OMDHyperparameters:
 
 def check_omd(params: OMDHyperparameters) -> OMDHyperparameters:
     """``ValueError`` naming the first OMD hyperparameter out of its range."""
-    for name in ("gradient_steps", "batch_size", "target_update_every", "average_last", "eval_every"):
-        value = getattr(params, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    _positive_integers(params, ("gradient_steps", "batch_size", "target_update_every", "average_last",
+                                "eval_every"))
     for name, low in (("n_steps", 1), ("actions_per_axis", 3)):
         value = getattr(params, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
@@ -401,6 +402,5 @@ class DAFPQHyperparameters(AveragePolicyHyperparameters, OMDHyperparameters):
 def check_dafp_q(params: DAFPQHyperparameters) -> DAFPQHyperparameters:
     """``check_omd`` (the learner's fields), ``fp_every``, then ``check_average_policy``."""
     check_omd(params)
-    if isinstance(params.fp_every, bool) or not isinstance(params.fp_every, int) or params.fp_every < 1:
-        raise ValueError(f"fp_every must be an integer >= 1, got {params.fp_every!r}")
+    _positive_integers(params, ("fp_every",))
     return check_average_policy(params)
