@@ -274,7 +274,7 @@ def _add_train(subparsers: Any) -> None:
     parser.add_argument("--regime", choices=REGIMES, default=None,
                         help="crowd frozen at the equilibrium, or the average of the learned crowds "
                         "(default: the algorithm's own: best-response for ppo, a2c, sac; fictitious-play "
-                        "for dafp, omd, dafp-q)")
+                        "for dafp, omd, dafp-q, fp-q)")
     parser.add_argument("--steps", type=int, default=None, help="env-step budget (default: per env, ~2 min)")
     parser.add_argument("--num-envs", type=int, default=128, help="agents per process (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0,

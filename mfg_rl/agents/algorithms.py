@@ -101,6 +101,12 @@ REGISTRY: dict[str, Algorithm] = {
         "of actions), supervised average policy, PDE or model-free crowd",
         "mfg_rl.agents.dafp_q:DAFPQModule", config.DAFPQHyperparameters, config.check_dafp_q,
         "mfg_rl.agents.average_policy:dafp_q_networks", regimes=("fictitious-play",)),
+    "fp-q": Algorithm(
+        "fp-q", "fictitious play with soft Q-learning best responses (softmax over a grid of actions), "
+        "their exact crowd-weighted average on the grid, PDE or model-free crowd",
+        "mfg_rl.agents.dafp_q:DAFPQModule", config.DAFPQHyperparameters, config.check_dafp_q,
+        "mfg_rl.agents.average_policy:dafp_q_networks", regimes=("fictitious-play",),
+        defaults=config.FPQ_DEFAULTS),
 }
 
 

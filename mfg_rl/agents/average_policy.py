@@ -3,6 +3,8 @@
 - ``AveragePolicy``: the deterministic control ``alpha_bar(t, x)`` of the policies played so far,
   a tanh MLP of ``(t/T, x)`` only (the density part of the observation is the crowd of the outer
   iteration a sample came from, so it means something else in every iteration).
+- ``GridAverage``: the same average without learning it (``average="grid"``): the exact
+  crowd-weighted mean of the best responses' controls on the game's grid.
 - ``DAFPNetworks``: the best response (PPO's ``ActorCritic``, or soft Q-networks) beside the
   average policy; its ``act`` is the average policy's, so checkpoints and ``ObservationPolicy``
   give the average policy.
@@ -21,6 +23,7 @@ import torch
 from torch import nn
 
 from mfg_rl.agents.networks import ActorCritic, RunningNormalizer, mlp
+from mfg_rl.core import Grid
 
 
 class AveragePolicy(nn.Module):
@@ -43,12 +46,104 @@ class AveragePolicy(nn.Module):
         return torch.clamp(self(obs), -self.max_action, self.max_action)
 
 
+class GridAverage(nn.Module):
+    """Fictitious play's average control, exact on the game's grid: at level ``n`` and node ``i``
+
+        alpha_bar^n_i = sum_j m^n_{j,i} alpha^n_{j,i} / sum_j m^n_{j,i},
+
+    the mean control of the agents of every best response ``alpha_j``, each best response's crowd
+    ``m_j`` weighing alike (the policy whose crowd is ``sum_j m_j / k``); where no best response's
+    crowd has been, the latest one's control. ``act`` reads it at observations ``(B, 2 + d)``
+    ``[t/T, x, m]``: the nearest level, linear in ``x`` (``mfg_rl.backends.interp``), so at the
+    grid's nodes it is the table itself. The sums ``mass`` ``(Nt, *space)`` and ``flux`` ``(Nt,
+    *space, d)`` (float64), the ``control`` table ``(Nt, *space, d)`` and the grid go into state dicts.
+
+    Example:
+        >>> import numpy as np, torch
+        >>> from mfg_rl.core import Grid
+        >>> average = GridAverage(act_dim=1, max_action=2.0)
+        >>> average.start(Grid([(0.0, 1.0)], 4), Nt=2)
+        >>> m = np.ones((3, 4)); alpha = np.full((2, 4, 1), 1.0)
+        >>> average.add(m, alpha); average.add(3.0 * m, np.full((2, 4, 1), -1.0))
+        >>> average.act(torch.tensor([[0.0, 0.3, 1.0]]))            # (1 * 1 + 3 * (-1)) / 4
+        tensor([[-0.5000]])
+    """
+
+    def __init__(self, act_dim: int, max_action: float) -> None:
+        super().__init__()
+        self.act_dim, self.max_action = int(act_dim), float(max_action)
+        self.grid: Grid | None = None
+        self.register_buffer("mass", torch.zeros(0, dtype=torch.float64))
+        self.register_buffer("flux", torch.zeros(0, dtype=torch.float64))
+        self.register_buffer("control", torch.zeros(0))
+
+    def start(self, grid: Grid, Nt: int) -> None:
+        """Empty sums on ``grid`` with ``Nt`` levels of control; the control is zero until ``add``."""
+        if grid.ndim != self.act_dim:
+            raise ValueError(f"grid must have act_dim={self.act_dim} axes, got {grid.ndim}")
+        self.grid = grid
+        device = self.control.device
+        self.mass = torch.zeros((Nt, *grid.shape), dtype=torch.float64, device=device)
+        self.flux = torch.zeros((Nt, *grid.shape, self.act_dim), dtype=torch.float64, device=device)
+        self.control = torch.zeros((Nt, *grid.shape, self.act_dim), device=device)
+
+    @property
+    def started(self) -> bool:
+        return self.grid is not None
+
+    @torch.no_grad()
+    def add(self, m: Any, alpha: Any) -> None:
+        """Average in a best response: its crowd ``m`` ``(Nt+1, *space)`` and control ``alpha``
+        ``(Nt, *space, d)`` (arrays or tensors); ``alpha^n`` is weighed by ``m^n``, where it acts."""
+        m = torch.as_tensor(m, dtype=torch.float64, device=self.mass.device)
+        alpha = torch.as_tensor(alpha, dtype=torch.float64, device=self.mass.device)
+        levels, space = self.mass.shape[0], tuple(self.mass.shape[1:])
+        if tuple(m.shape) != (levels + 1, *space) or alpha.shape != self.flux.shape:
+            raise ValueError(f"m and alpha must have shapes {(levels + 1, *space)} and "
+                             f"{tuple(self.flux.shape)}, got {tuple(m.shape)} and {tuple(alpha.shape)}")
+        m = m[:-1]
+        self.mass += m
+        self.flux += m[..., None] * alpha
+        visited = (self.mass > 0.0)[..., None]
+        self.control = torch.where(visited, self.flux / torch.where(visited, self.mass[..., None], 1.0),
+                                   alpha).to(self.control.dtype)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """The average control ``(B, d)`` at observations ``(B, 2 + d)``, clipped to ``+-max_action``."""
+        import array_api_compat.torch as xp
+
+        from mfg_rl.backends.interp import interp_levels
+
+        if self.grid is None:
+            raise RuntimeError("GridAverage.act before start: no grid yet")
+        levels = self.control.shape[0]
+        level = torch.clamp(torch.round(obs[:, 0] * levels).to(torch.int64), 0, levels - 1)
+        x = obs[:, 1 : 1 + self.act_dim].to(self.control.dtype)
+        alpha = interp_levels(xp, self.grid, self.control, level, x[:, 0] if self.act_dim == 1 else x)
+        return torch.clamp(torch.stack(alpha, dim=1), -self.max_action, self.max_action)
+
+    def get_extra_state(self) -> dict[str, Any]:
+        grid = self.grid
+        return {} if grid is None else {"bounds": grid.bounds, "shape": grid.shape, "boundary": grid.boundary}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.grid = Grid(state["bounds"], state["shape"], state["boundary"]) if state else None
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        for name in ("mass", "flux", "control"):  # sized by the grid: take the saved shapes
+            saved = state_dict.get(prefix + name)
+            if saved is not None:
+                setattr(self, name, torch.empty_like(saved, device=getattr(self, name).device))
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+
 class DAFPNetworks(nn.Module):
     """The best response ``best_response`` (``ActorCritic`` for ``dafp``, ``SoftmaxQNetworks`` for
-    ``dafp-q``) and the ``average`` policy; ``act`` is the average policy's control (what D-AFP
-    returns, scores and checkpoints)."""
+    ``dafp-q``) and the ``average`` policy (``AveragePolicy``, or ``GridAverage``); ``act`` is the
+    average policy's control (what D-AFP returns, scores and checkpoints)."""
 
-    def __init__(self, best_response: nn.Module, average: AveragePolicy) -> None:
+    def __init__(self, best_response: nn.Module, average: AveragePolicy | GridAverage) -> None:
         super().__init__()
         self.best_response = best_response
         self.average = average
@@ -62,7 +157,7 @@ class DAFPNetworks(nn.Module):
 def dafp_networks(params: Any, obs_dim: int, act_dim: int, max_action: float) -> DAFPNetworks:
     """D-AFP's networks for ``params`` (``DAFPHyperparameters``) and the env's spaces."""
     best_response = ActorCritic(obs_dim, act_dim, params.hidden, params.log_std_init, max_action)
-    return DAFPNetworks(best_response, AveragePolicy(act_dim, params.average_hidden, max_action))
+    return DAFPNetworks(best_response, average_policy(params, act_dim, max_action))
 
 
 def dafp_q_networks(params: Any, obs_dim: int, act_dim: int, max_action: float) -> DAFPNetworks:
@@ -71,7 +166,14 @@ def dafp_q_networks(params: Any, obs_dim: int, act_dim: int, max_action: float) 
     from mfg_rl.agents.softmax_q import softmax_q_networks
 
     best_response = softmax_q_networks(params, obs_dim, act_dim, max_action)
-    return DAFPNetworks(best_response, AveragePolicy(act_dim, params.average_hidden, max_action))
+    return DAFPNetworks(best_response, average_policy(params, act_dim, max_action))
+
+
+def average_policy(params: Any, act_dim: int, max_action: float) -> AveragePolicy | GridAverage:
+    """The average policy that ``params.average`` names: ``"network"`` learnt, ``"grid"`` exact."""
+    if params.average == "grid":
+        return GridAverage(act_dim, max_action)
+    return AveragePolicy(act_dim, params.average_hidden, max_action)
 
 
 class Reservoir:

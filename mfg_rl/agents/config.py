@@ -214,6 +214,10 @@ class AveragePolicyHyperparameters:
     Attributes:
         crowd: ``"pde"`` (the crowd of the average policy from the scheme's Fokker-Planck) or
             ``"model-free"`` (a histogram of ``crowd_agents`` agents playing it in the env).
+        average: ``"network"`` (the average policy learnt from the reservoir, D-AFP) or ``"grid"``
+            (``average_policy.GridAverage``: the exact mean of the best responses' controls on the
+            game's grid, each weighed by its crowd, the ``"pde"`` crowd or, model-free, the histogram
+            of ``crowd_agents`` agents playing it; no samples, reservoir or regression).
         sample_agents: agents playing the best response for the reservoir, one horizon per outer
             iteration (``Nt * sample_agents`` env steps: a quarter of the best response's with
             ``num_envs = 128`` and two of its iterations).
@@ -228,6 +232,7 @@ class AveragePolicyHyperparameters:
     """
 
     crowd: str = "pde"
+    average: str = "network"
     sample_agents: int = 64
     crowd_agents: int = 4096
     buffer_size: int = 200_000
@@ -241,6 +246,8 @@ def check_average_policy(params: Any) -> Any:
     """``ValueError`` naming the first ``AveragePolicyHyperparameters`` field of ``params`` out of range."""
     if params.crowd not in ("pde", "model-free"):
         raise ValueError(f"crowd must be 'pde' or 'model-free', got {params.crowd!r}")
+    if params.average not in ("network", "grid"):
+        raise ValueError(f"average must be 'network' or 'grid', got {params.average!r}")
     _positive_integers(params, ("sample_agents", "crowd_agents", "buffer_size", "average_steps",
                                 "average_batch_size"))
     if params.average_batch_size > params.buffer_size:
@@ -401,6 +408,16 @@ class DAFPQHyperparameters(AveragePolicyHyperparameters, OMDHyperparameters):
     fp_every: int = 1
     average_steps: int = 600
     average_learning_rate: float = 3e-4
+
+
+FPQ_DEFAULTS = {"average": "grid", "munchausen_alpha": 0.9}
+"""``algo="fp-q"``: ``dafp-q``'s outer loop with the exact average on the grid
+(``average_policy.GridAverage``) in place of the learnt one, and best responses learnt by OMD's
+Munchausen step (``pi_{k+1} ~ pi_k^0.9 exp(q_{k+1} / tau)``, the temperature of its fixed point
+``(1 - alpha) tau = 0.3``) in place of a policy-iteration step at ``tau = 3``. Measured at 1M steps,
+seed 0: SantaFeBar-v0 0.025 (rebound 1.54) against 0.055 (1.7) with ``munchausen_alpha = 0``;
+CrowdExit1D-v0 0.11 (rebound 1.16) against 2.0, rising, with 0 (0.84 at ``tau = 1``, 0.13 at 0.5,
+where SantaFeBar swings 7x)."""
 
 
 def check_dafp_q(params: DAFPQHyperparameters) -> DAFPQHyperparameters:

@@ -39,6 +39,8 @@ BUDGETS: dict[str, dict[str, int]] = {
             "BeachBar1D-v0": 2_000_000, "Crowd2D-v0": 1_500_000},
     "dafp-q": {"LQ1D-v0": 500_000, "CrowdExit1D-v0": 1_000_000, "SantaFeBar-v0": 1_000_000,
                "BeachBar1D-v0": 1_000_000, "Crowd2D-v0": 500_000},
+    "fp-q": {"LQ1D-v0": 500_000, "CrowdExit1D-v0": 1_000_000, "SantaFeBar-v0": 1_000_000,
+             "BeachBar1D-v0": 1_000_000, "Crowd2D-v0": 1_000_000},
 }
 """Env steps per run (algo -> env name): about 1.5-2 minutes each on a 2-core CPU with one torch
 thread and 128 agents at the default grids, from measured throughput (steps/s, evaluations
