@@ -6,9 +6,10 @@ One problem, one time grid (``Nt`` fixed, so only space is refined). Solved by `
 - uniform grids at tree levels ``L`` and ``L + 1`` (``method="sequential"``, Anderson);
 - ``AMR(max_level=L + 1, min_level=L - 1, budget=...)`` (``method=AMR``, Anderson: what
   ``coupling="auto"`` runs on a tree); ``--coarsest``, ``--first``, ``--slabs``, ``--indicator``,
-  ``--amr-tol`` (then no budget) and ``--round-tol`` set its options. Its cells are leaves per
-  time step, averaged over the steps (each slab has its own mesh);
-- a uniform reference at level ``L + 3``, two levels finer than AMR's finest.
+  ``--amr-tol`` (then no budget), ``--round-tol`` and ``--settle-share`` set its options. Its
+  cells are leaves per time step, averaged over the steps (each slab has its own mesh);
+- a uniform reference at level ``L + 3``, two levels finer than AMR's finest (``--reference-gap``
+  levels finer; 1 where two finer would not fit a 2-core CPU's time).
 
 With ``--oracle SHARE``, one more row: a single solve on per-slab meshes refined where the
 reference's ``m`` exceeds ``SHARE`` of its largest value (``--oracle-slabs`` slabs), the mesh an
@@ -136,6 +137,10 @@ def main() -> None:
     parser.add_argument("--slabs", type=int, default=1, help="AMR time slabs, one mesh each")
     parser.add_argument("--round-tol", type=float, default=AMR.round_tol,
                         help="AMR: tolerance of the solves that steer an adaptation")
+    parser.add_argument("--settle-share", type=float, default=AMR.settle_share,
+                        help="AMR: skip an adaptation that changes at most this share of the leaves")
+    parser.add_argument("--reference-gap", type=int, default=2,
+                        help="the reference is this many levels finer than AMR's finest (default 2)")
     parser.add_argument("--indicator", default="jump", help="AMR indicator: jump, gradient or density")
     parser.add_argument("--amr-tol", type=float, default=None,
                         help="AMR tol (density: refine over AMR_TOL x max m); given, no budget")
@@ -152,10 +157,11 @@ def main() -> None:
     args = parser.parse_args()
     params = {} if args.smooth else (FRONT if args.front else SHARP).get(args.problem, {})
     level = args.level
-    ref_problem = make(args.problem, level + 3, args.Nt, params)
+    ref_problem = make(args.problem, level + 1 + args.reference_gap, args.Nt, params)
     *reference, ref_seconds = solved_reference(ref_problem, args.tol, args.cache)
-    print(f"{args.problem} {params or '(catalogue parameters)'}, Nt={args.Nt}, tol={args.tol:g}; reference: "
-          f"uniform level {level + 3}, {ref_problem.grid.size} cells, {ref_seconds:.1f} s")
+    print(f"{args.problem} {params or '(catalogue parameters)'}, Nt={args.Nt}, tol={args.tol:g}; "
+          f"reference: uniform level {level + 1 + args.reference_gap}, {ref_problem.grid.size} cells, "
+          f"{ref_seconds:.1f} s")
     rows = []
     for lv in (level, level + 1):
         problem = make(args.problem, lv, args.Nt, params)
@@ -172,7 +178,7 @@ def main() -> None:
     budget = None if args.amr_tol is not None else max(1, int(args.share * rows[1][1]))
     amr = AMR(max_level=level + 1, min_level=coarsest, tol=args.amr_tol, budget=budget,
               indicator=args.indicator, adaptations=args.adaptations, slabs=args.slabs,
-              round_tol=args.round_tol, first_level=args.first)
+              round_tol=args.round_tol, first_level=args.first, settle_share=args.settle_share)
 
     def adaptive():  # what solve(method=amr, coupling="auto") runs, with the final mesh kept
         out = amr.solve(problem, Anderson(), tol=args.tol)

@@ -10,7 +10,7 @@ from mfg_rl import Equilibrium, problems, solve
 from mfg_rl.core import Grid
 from mfg_rl.core.tree_mesh import TreeMesh
 from mfg_rl.core.tree_transfer import LeafMap
-from mfg_rl.solvers.amr import AMR, grid_to_leaves, interpolate_to_grid, leaves_to_grid
+from mfg_rl.solvers.amr import AMR, changed_leaves, grid_to_leaves, interpolate_to_grid, leaves_to_grid
 from mfg_rl.solvers.amr_marking import coarsen_through, error_indicator, mark
 from mfg_rl.solvers.coupling import FixedPoint
 from mfg_rl.solvers.registry import STRATEGIES
@@ -99,7 +99,7 @@ def test_solve_with_amr_at_the_grid_level_is_the_uniform_solve(name: str) -> Non
     assert refined.diagnostics.options["strategy"]["leaves"] == {"5": 32}
     rounds = refined.diagnostics.options["strategy"]["rounds"]
     assert [r[0] for r in rounds] == [8, 16, 32]  # steered to round_tol; on the final mesh, on to tol (Steer)
-    assert max(r[2] for r in rounds[:-1]) <= 1e-4 < 1e3 * min(r[2] for r in rounds[:-1])
+    assert max(r[2] for r in rounds[:-1]) <= AMR.round_tol < 1e3 * min(r[2] for r in rounds[:-1])
     assert rounds[-1][2] <= 1e-11
     for amr, atol in ((uniform, 1e-10), (refined, 1e-9)):  # refined: started from another iterate, tol 1e-11
         assert amr.diagnostics.method == "amr" and amr.diagnostics.converged
@@ -219,7 +219,20 @@ def test_slab_meshes_adapt_apart_and_keep_mass_exact(name: str, closed: bool) ->
                                atol=1e-12)
 
 
+def test_an_adaptation_of_a_few_leaves_is_counted_exactly_and_skipped_below_settle_share() -> None:
+    grid = Grid([(0.0, 1.0)] * 2, (16, 16))
+    mesh = TreeMesh.from_grid(grid, min_level=2, max_level=4, kernels="numpy")  # 16 leaves of level 2
+    one = mesh.refine(np.arange(len(mesh)) == 5)  # one leaf into its 4 children: 19 leaves
+    assert len(one) == 19
+    assert (changed_leaves(mesh, mesh), changed_leaves(mesh, one), changed_leaves(one, mesh)) == (0, 4, 1)
+    assert AMR(max_level=4, min_level=2, settle_share=0.25).keeps([mesh, mesh], [mesh, one])  # 4 of 35
+    assert not AMR(max_level=4, min_level=2, settle_share=0.2).keeps([mesh], [one])  # 4 of 19
+    assert AMR(max_level=4, min_level=2, settle_share=0.0).keeps([one], [one])
+
+
 def test_bad_slabs_or_round_tol_are_refused_before_work() -> None:
+    with pytest.raises(ValueError, match=r"settle_share"):
+        AMR(max_level=5, min_level=3, settle_share=1.0)
     with pytest.raises(ValueError, match="slabs"):
         AMR(max_level=5, min_level=3, slabs=0)
     with pytest.raises(ValueError, match="round_tol"):
