@@ -392,7 +392,8 @@ class DAFPQHyperparameters(AveragePolicyHyperparameters, OMDHyperparameters):
     iterations comes D-AFP's outer iteration: samples of the best response's mean action, the average
     policy, its crowd. ``average_last`` and ``eval_every`` do not apply: the average policy is what
     is returned, and it is scored at every outer iteration. With ``munchausen_alpha > 0`` the best
-    response would be a mirror-descent step from the last one instead of a policy-iteration step.
+    response is a mirror-descent step from the last one instead of a policy-iteration step (``fp-q``,
+    ``FPQ_DEFAULTS``).
     The average policy takes smaller, more Adam steps than D-AFP's, ``average_learning_rate = 3e-4``
     and ``average_steps = 600``: once the best responses keep up, the swings left are the regression's
     (SantaFeBar-v0 seed 0, 1M steps: final 0.046 and rebound 2.6 with D-AFP's 1e-3 x 200, 0.036 and
