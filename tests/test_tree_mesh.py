@@ -213,6 +213,25 @@ def test_transfer_conserves_the_integral_both_ways(ndim: int, periodic: bool) ->
     np.testing.assert_allclose(np.bincount(new_leaf, weight), 1.0, rtol=1e-15)
 
 
+@pytest.mark.parametrize(("ndim", "periodic"), [(1, False), (2, False)], ids=["1d", "2d"])
+def test_interpolate_is_exact_on_linear_functions(ndim: int, periodic: bool) -> None:
+    """``interpolate`` with the exact gradient carries ``u = c + k . x`` to every new leaf exactly:
+    children by the gradient, parents by the mean of their children (the value at their centre);
+    ``transfer`` alone leaves the children at their parent's value, wrong by ``k . (x - x_parent)``."""
+    slope = np.array([2.0, -3.0][:ndim])
+    meshes = random_meshes(ndim, periodic, "numba", 23, steps=4)
+    for old, new in zip(meshes[:-1], meshes[1:], strict=True):
+        values = 0.5 + old.centres @ slope
+        leaf_map = LeafMap.between(old, new)
+        exact = 0.5 + new.centres @ slope
+        gradients = np.broadcast_to(slope, (2, len(old), ndim))
+        np.testing.assert_allclose(leaf_map.interpolate(np.stack([values, values]), gradients),
+                                   np.stack([exact, exact]), rtol=0, atol=1e-12)
+        children = (leaf_map.stop - leaf_map.start == 1) & (old.level[leaf_map.start] < new.level)
+        assert children.any()
+        assert np.abs(leaf_map.transfer(values) - exact)[children].min() > 1e-3
+
+
 def front_mesh(kind: str) -> TreeMesh:
     """A few adaptation cycles on a sharp front ``x + y = 1`` (u: a tanh, m: a step)."""
     mesh = TreeMesh.uniform([(0.0, 1.0), (0.0, 1.0)], min_level=3, max_level=7, kernels="numba")

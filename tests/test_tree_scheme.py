@@ -151,6 +151,28 @@ def test_jacobian_is_the_derivative_on_a_refined_mesh() -> None:
         np.testing.assert_allclose(fd, jac @ step, rtol=0, atol=1e-6 * np.abs(jac @ step).max())
 
 
+@pytest.mark.parametrize("ndim", [1, 2])
+def test_gradient_is_exact_for_linear_u_away_from_walls_and_hanging_faces(ndim: int) -> None:
+    """``TreeScheme.gradient``: the mean of the side slopes, exact for ``u = k . x`` at leaves whose
+    neighbours have their level (a central difference); beside a no-flux wall the ghost halves it."""
+    problem, mesh, _ = refined_case(ndim, "no_flux")
+    scheme = TreeScheme(problem, mesh)
+    slope = np.array([1.5, -0.5][:ndim])
+    gradient = scheme.gradient(mesh.centres @ slope)
+    faces = mesh.faces
+    even = np.ones(len(mesh), dtype=bool)
+    uneven = mesh.level[faces.minus] != mesh.level[faces.plus]
+    even[faces.minus[uneven]] = even[faces.plus[uneven]] = False
+    walls = mesh.boundary_faces
+    same = even.copy()
+    same[walls.leaf] = False
+    assert same.sum() > len(mesh) // 4
+    np.testing.assert_allclose(gradient[same], np.broadcast_to(slope, (same.sum(), ndim)), rtol=1e-12)
+    beside = walls.leaf[(walls.axis == 0) & even[walls.leaf]]
+    assert len(beside)
+    np.testing.assert_allclose(gradient[beside, 0], slope[0] / 2, rtol=1e-12)
+
+
 def test_periodic_ends_or_2d_keep_the_csr_jacobian() -> None:
     assert not TreeScheme(*refined_case(1, "periodic")[:2]).tridiagonal  # the ends close the band
     assert not TreeScheme(*refined_case(2, "no_flux")[:2]).tridiagonal

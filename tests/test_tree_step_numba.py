@@ -3,7 +3,8 @@
 Same mesh, one with ``kernels="numba"`` (compiled slopes, values, Jacobian and ``SparseLU``
 products), one with ``kernels="numpy"``: the kernels sum the same terms in the same order, so
 the numbers agree to round-off (asserted to 1e-13 relative; measured: bit for bit); the whole
-HJB and FP trajectories agree to 1e-12. Without numba ``TreeScheme`` keeps its numpy path.
+HJB and FP trajectories agree to 1e-12; the same for the bands of a 1D tree. Without numba
+``TreeScheme`` keeps its numpy path.
 """
 
 from __future__ import annotations
@@ -109,11 +110,48 @@ def test_compiled_trajectories_equal_numpy(boundary: str) -> None:
     np.testing.assert_allclose(trees[0].mass(out[0][1])[0], 1.0, rtol=0, atol=1e-12)
 
 
-def test_numpy_kernels_or_a_1d_band_keep_the_numpy_path() -> None:
+def test_numpy_kernels_keep_the_numpy_path() -> None:
     problem, mesh, _ = room("exit", 0.5, "numpy")
     assert not TreeScheme(problem, mesh).compiled
-    line = Grid([(0.0, 1.0)], (16,), boundary=[("no_flux", "exit")])
-    problem = MFGProblem(grid=line, time=TimeGrid(1.0, 4), sigma=0.2, running_cost=lambda x, m: 1.0 + m,
-                         terminal_cost=lambda x, m: 0.0 * m, m0=np.ones(line.shape), exit_cost=0.0)
-    scheme = TreeScheme(problem, TreeMesh.from_grid(line, min_level=4, max_level=5, kernels="numba"))
-    assert scheme.tridiagonal and not scheme.compiled  # the bands need no kernel
+
+
+def line(boundary: tuple[str, str], congestion: float, kernels: str,
+         ) -> tuple[MFGProblem, TreeMesh, np.ndarray]:
+    """A 1D crowd on a binary tree refined near its bump (levels 3..6): a tridiagonal Jacobian."""
+    grid = Grid([(0.0, 1.0)], (32,), boundary=[boundary])
+    problem = MFGProblem(grid=grid, time=TimeGrid(1.0, 5), sigma=0.2, running_cost=lambda x, m: 1.0 + m,
+                         terminal_cost=lambda x, m: 0.0 * m, m0=np.ones(grid.shape),
+                         hamiltonian=Hamiltonian(congestion=congestion), exit_cost=0.5)
+    mesh = TreeMesh.from_grid(grid, min_level=3, max_level=6, kernels=kernels)
+    for _ in range(3):
+        mesh = mesh.refine((np.abs(mesh.centres[:, 0] - 0.3) < 0.15) & (mesh.level < 6))
+    m0 = np.exp(-((mesh.centres[:, 0] - 0.3) ** 2) / 0.01)
+    return problem, mesh, m0 / (m0 @ mesh.volumes)
+
+
+LINES = [(("no_flux", "exit"), 0.5), (("no_flux", "no_flux"), 0.0), (("exit", "exit"), 0.3)]
+
+
+@pytest.mark.parametrize(("boundary", "congestion"), LINES, ids=["exit", "walls-constant-speed", "two-exits"])
+def test_compiled_bands_equal_numpy(boundary: tuple[str, str], congestion: float) -> None:
+    """The 1D step (``apply_tridiagonal``): the compiled value and bands are the numpy path's, and
+    the whole HJB and FP trajectories agree to 1e-12."""
+    problem, mesh, m0 = line(boundary, congestion, "numba")
+    scheme, reference = TreeScheme(problem, mesh), TreeScheme(*line(boundary, congestion, "numpy")[:2])
+    assert scheme.tridiagonal and scheme.compiled and not reference.compiled
+    rng = np.random.default_rng(2)
+    for u in (rng.standard_normal(len(mesh)), 2.0 - 3.0 * mesh.centres[:, 0] ** 2):
+        value, bands = scheme.apply_tridiagonal(u, m0, scheme.bind(m0), 5.0)
+        value_np, bands_np = reference.apply_tridiagonal(u, m0, reference.bind(m0), 5.0)
+        close(value, value_np)
+        for got, want in zip((bands.lower, bands.diag, bands.upper),
+                             (bands_np.lower, bands_np.diag, bands_np.upper), strict=True):
+            close(got, want)
+        csr_value, jacobian = reference.apply(u, m0)  # and both are the CSR Jacobian (scipy's sums)
+        close(value, csr_value, 1e-14)
+        close(bands.toarray(), (jacobian + 5.0 * sp.identity(len(mesh))).toarray(), 1e-14)
+    trees = [TreeMFG(problem, mesh, m0), TreeMFG(*line(boundary, congestion, "numpy"))]
+    crowd = np.stack([m0] * (problem.time.Nt + 1))
+    (u, m), (u_np, m_np) = [(hjb.u, tree.fp(hjb.steps)) for tree in trees for hjb in [tree.hjb(crowd)]]
+    close(u, u_np, 1e-12)
+    close(m, m_np, 1e-12)

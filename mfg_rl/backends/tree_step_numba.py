@@ -2,8 +2,9 @@
 
 ``slopes`` and ``assemble`` compute what ``TreeScheme.slopes`` and ``TreeScheme.apply_sparse``
 compute with numpy (``mfg_rl/solvers/tree_scheme.py``, read its docstring for the scheme), and
-``matvec`` and ``rmatvec`` the products of ``SparseLU`` (``tree_linear``): the same sums in the
-same order, each as one loop instead of a dozen temporaries:
+``matvec`` and ``rmatvec`` the products of ``SparseLU`` (``tree_linear``), ``side_slopes`` and
+``bands`` what ``TreeScheme.apply_tridiagonal`` computes on a 1D tree: the same sums in the same
+order, each as one loop instead of a dozen temporaries:
 
     P[slot_k] += a_k u[leaf_k] + b_k u[nb_k] + c_k                      (side slopes, K entries)
     active = max(P-, 0), min(P+, 0),    S_i = sum over leaf i's 2 d slots of active^2
@@ -26,7 +27,7 @@ import numpy as np
 
 from mfg_rl.backends.stencil_numba import _point_numba_cache, available
 
-__all__ = ["assemble", "available", "matvec", "rmatvec", "slopes"]
+__all__ = ["assemble", "available", "bands", "matvec", "rmatvec", "side_slopes", "slopes"]
 
 
 def slopes(slot: np.ndarray, leaf: np.ndarray, nb: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray,
@@ -56,8 +57,27 @@ def rmatvec(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, v: np.nda
     return _compiled()["_rmatvec"](indptr, indices, data, np.ascontiguousarray(v, dtype=np.float64), absolute)
 
 
+def side_slopes(sides: list[np.ndarray], u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(max(P-, 0), min(P+, 0), S)`` (M,) of ``u`` (M,) on a 1D tree whose leaves have one slope
+    entry per side, ``sides`` the arrays ``[(a0, a1), (b0, b1), (c0, c1)]`` (2, M) of
+    ``TreeScheme.apply_tridiagonal``."""
+    (a0, a1), (b0, b1), (c0, c1) = sides
+    return _compiled()["_side_slopes"](a0, a1, b0, b1, c0, c1, u)
+
+
+def bands(diffusion_bands: np.ndarray, constant: np.ndarray, psi: np.ndarray, g: np.ndarray, u: np.ndarray,
+          back: np.ndarray, forward: np.ndarray, sides: list[np.ndarray], shift: float,
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(value, lower, diag, upper)`` (M,): ``L u + l + psi`` and the bands of ``shift I + A`` on a 1D
+    tree (``TreeScheme.apply_tridiagonal``), from ``side_slopes``' clipped slopes and ``psi``, ``g`` (M,)."""
+    lower, diag, upper = diffusion_bands
+    (a0, a1), (b0, b1), _ = sides
+    return _compiled()["_bands"](lower, diag, upper, constant, psi, g, u, back, forward, a0, a1, b0, b1,
+                                  shift)
+
+
 _compile_lock = threading.Lock()
-_KERNELS = ("_slopes", "_assemble", "_matvec", "_rmatvec")
+_KERNELS = ("_slopes", "_assemble", "_matvec", "_rmatvec", "_side_slopes", "_bands")
 
 
 @functools.cache
@@ -130,3 +150,37 @@ def _rmatvec(indptr, indices, data, v, absolute):  # noqa: ANN001, ANN202
         for j in range(indptr[col], indptr[col + 1]):
             out[col] += (abs(data[j]) if absolute else data[j]) * v[indices[j]]
     return out
+
+
+def _side_slopes(a0, a1, b0, b1, c0, c1, u):  # noqa: ANN001, ANN202
+    size = u.shape[0]
+    back, forward, s = np.empty(size), np.empty(size), np.empty(size)
+    for i in range(size):
+        p = a0[i] * u[i] + c0[i]
+        if i > 0:
+            p += b0[i] * u[i - 1]
+        q = a1[i] * u[i] + c1[i]
+        if i < size - 1:
+            q += b1[i] * u[i + 1]
+        p = 0.0 if p < 0.0 else p  # max(P-, 0), NaN kept
+        q = 0.0 if q > 0.0 else q  # min(P+, 0)
+        back[i], forward[i], s[i] = p, q, p * p + q * q
+    return back, forward, s
+
+
+def _bands(lower, diag, upper, constant, psi, g, u, back, forward, a0, a1, b0, b1, shift):  # noqa: ANN001, ANN202
+    size = u.shape[0]
+    value, new_lower, new_diag, new_upper = np.empty(size), np.empty(size), np.empty(size), np.empty(size)
+    for i in range(size):
+        total = diag[i] * u[i]  # Tridiagonal.__matmul__'s order
+        if i > 0:
+            total += lower[i] * u[i - 1]
+        if i < size - 1:
+            total += upper[i] * u[i + 1]
+        value[i] = total + constant[i] + psi[i]
+        weight = g[i] + 0.0 * u[i]
+        g_back, g_forward = weight * back[i], weight * forward[i]
+        new_lower[i] = lower[i] + g_back * b0[i]
+        new_diag[i] = diag[i] + shift + g_back * a0[i] + g_forward * a1[i]
+        new_upper[i] = upper[i] + g_forward * b1[i]
+    return value, new_lower, new_diag, new_upper

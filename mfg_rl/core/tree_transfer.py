@@ -80,3 +80,17 @@ class LeafMap:
         _, old_leaf, weight = self.pairs
         first = np.cumsum(self.stop - self.start) - (self.stop - self.start)
         return np.add.reduceat(values[..., old_leaf] * weight, first, axis=-1)
+
+    def interpolate(self, values: Any, gradients: Any) -> np.ndarray:
+        """Point values at the old leaf centres ``(..., M_old)`` -> at the new ones ``(..., M_new)``,
+        first order: a new leaf inside a coarser old leaf ``i`` takes ``v_i + grad_i . (x - x_i)``
+        (``gradients`` ``(..., M_old, d)``), the others ``transfer``'s value (a copy, or the mean of
+        the children). For ``u``, whose slopes are the control: ``transfer`` would make ``u`` flat
+        in each refined leaf, with jumps of ``h |grad u|`` at its sides."""
+        out = self.transfer(values)
+        inside = np.flatnonzero((self.stop - self.start == 1) & (self.old.level[self.start] < self.new.level))
+        if len(inside):
+            old = self.start[inside]
+            offset = self.new.centres[inside] - self.old.centres[old]  # (P, d)
+            out[..., inside] += np.einsum("...pd,pd->...p", np.asarray(gradients)[..., old, :], offset)
+        return out

@@ -438,10 +438,11 @@ class AMR:
         returns the last solve (``AMRResult``). Raises like ``run_coupling`` when a solve does not
         converge; with ``allow_unconverged`` an unconverged solve ends the loop, flagged.
 
-        Each solve starts from the last: ``m`` and ``u`` moved onto the new meshes (``u`` starts the
-        first sweep's Newton steps, ``TreeMarching``), and a slab whose mesh did not change keeps its
-        ``TreeMFG`` and factors (``SlabMFG(previous=...)``). Under Anderson (inexact) the Newton steps
-        are loosened as on the grid (``TreeMFG.hjb_step``'s ``forcing``). A steering solve runs to
+        Each solve starts from the last: ``m`` moved onto the new meshes, ``u`` interpolated onto them
+        (``SlabMFG.moved``; it starts the first sweep's Newton steps, ``TreeMarching``), and a slab
+        whose mesh did not change keeps its ``TreeMFG`` and factors (``SlabMFG(previous=...)``).
+        Under Anderson (inexact) the Newton steps are loosened as on the grid (``TreeMFG.hjb_step``'s
+        ``forcing``). A steering solve runs to
         ``tol`` under ``Steer``: it stops at ``round_tol`` where marking changes a mesh, and goes on
         where it keeps them all (those meshes are final)."""
         amr = self.resolved(problem)
@@ -471,7 +472,7 @@ class AMR:
                 final, m, marching = True, record.m, TreeMarching(record.u)
                 continue
             m, worst = disc.moved(record.m, new)
-            marching = TreeMarching(disc.moved(record.u, new, disc.u_slab)[0])
+            marching = TreeMarching(disc.moved(record.u, new, disc.u_slab, interpolate=True)[0])
             moved, meshes, k = max(moved, worst), new, k + 1
         return AMRResult(meshes, edges, record.u, record.m, record, problem, disc, rounds, moved)
 

@@ -172,15 +172,24 @@ class SlabMFG:
         return out
 
     def moved(self, m: np.ndarray, meshes: list[TreeMesh], slabs: np.ndarray | None = None,
-              ) -> tuple[np.ndarray, float]:
+              interpolate: bool = False) -> tuple[np.ndarray, float]:
         """``m`` (Nt+1, W) moved level by level onto the same edges with new ``meshes`` (``LeafMap``,
         conservative): ``(m on the new meshes, padded, largest change of a level's mass)``. ``slabs``:
-        the slab of each level, default ``m_slab`` (``u_slab`` moves ``u``)."""
+        the slab of each level, default ``m_slab`` (``u_slab`` moves ``u``). ``interpolate``: point
+        values (``u``), carried to refined leaves with the old leaf's gradient (``LeafMap.interpolate``,
+        ``TreeScheme.gradient``), a start for Newton without the jumps of a copy (crowd-2d's front at
+        finest 7: the first sweep on new meshes takes 79 Newton iterations instead of 133)."""
         out, worst = np.zeros((self.Nt + 1, max(len(mesh) for mesh in meshes))), 0.0
         for k, s in enumerate(self.m_slab if slabs is None else slabs):
             old_mesh, new_mesh = self.meshes[s], meshes[s]
             level = m[k, : len(old_mesh)]
-            moved = level if old_mesh == new_mesh else LeafMap.between(old_mesh, new_mesh).transfer(level)
+            if old_mesh == new_mesh:
+                moved = level
+            elif interpolate:
+                moved = LeafMap.between(old_mesh, new_mesh).interpolate(
+                    level, self.trees[s].scheme.gradient(level))
+            else:
+                moved = LeafMap.between(old_mesh, new_mesh).transfer(level)
             out[k, : len(moved)] = moved
             worst = max(worst, abs(moved @ new_mesh.volumes - level @ old_mesh.volumes))
         return out, worst

@@ -19,8 +19,9 @@ side, so the Jacobian is tridiagonal: ``TreeMFG`` then assembles its three bands
 matrix as the CSR one without building it. Any other tree sums the Jacobian's values into a CSC
 pattern fixed per mesh (``TreeScheme.apply_sparse``, ``SparseLU``), factorised once per matrix and
 reused by the FP step and by later Newton iterations (``tree_linear.ChordSolve``). On a mesh with
-numba kernels (``mesh.kernels == "numba"``) the slopes and the values of that sparse step are
-computed by the compiled twin ``backends/tree_step_numba.py`` (the same sums in the same order).
+numba kernels (``mesh.kernels == "numba"``) the slopes and the values of either step (bands or
+sparse) are computed by the compiled twin ``backends/tree_step_numba.py`` (the same sums in the
+same order).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class TreeScheme:
         coo = self.diffusion.tocoo()
         self.tridiagonal = bool(self.ndim == 1 and np.abs(self._cols - self._rows).max(initial=0) <= 1
                                 and np.abs(coo.col - coo.row).max(initial=0) <= 1)
-        self.compiled = mesh.kernels == "numba" and not self.tridiagonal
+        self.compiled = mesh.kernels == "numba"
         if self.tridiagonal:  # entry (row, col) sits in band (col - row + 1) at row
             M = len(mesh)
             self._diffusion_bands = np.bincount(coo.row + M * (coo.col - coo.row + 1), coo.data,
@@ -167,6 +168,14 @@ class TreeScheme:
         active = p.reshape(-1)
         return active, (active * active).reshape(M, 2 * d).sum(axis=1)
 
+    def gradient(self, u: np.ndarray) -> np.ndarray:
+        """``grad u`` (M, d) at the leaf centres: per axis the mean of the back and forward side
+        slopes ``(P- + P+) / 2``, unclipped (a central difference on a uniform mesh)."""
+        M, d = len(self.mesh), self.ndim
+        p = np.bincount(self._slot, self._a * u[self._leaf] + self._b * u[self._nb] + self._c,
+                        minlength=2 * d * M).reshape(M, d, 2)
+        return p.mean(axis=2)
+
     def bind(self, m: np.ndarray) -> Callable[[Any], tuple[Any, Any]]:
         """``s -> (psi, g)`` on the leaves with the crowd ``m`` fixed."""
         return self.hamiltonian.bind(self.points, m)
@@ -197,7 +206,16 @@ class TreeScheme:
         """``apply`` on a tridiagonal tree (``self.tridiagonal``): the value (M,) and the bands of
         ``shift I + A`` (``Tridiagonal``), the same numbers as the CSR Jacobian without building it:
         each leaf has one slope entry per side, so slopes and bands are shifted products, no
-        scatter (``slopes`` and ``drift_values`` with their neighbours in the bands)."""
+        scatter (``slopes`` and ``drift_values`` with their neighbours in the bands); with numba kernels
+        the compiled twin (``tree_step_numba.side_slopes``, ``bands``)."""
+        if self.compiled:
+            u = np.ascontiguousarray(u, dtype=np.float64)
+            back, forward, s = tree_step_numba.side_slopes(self._sides, u)
+            psi, g = bound(s)
+            value, *bands = tree_step_numba.bands(self._diffusion_bands, self.diffusion_constant,
+                                                  leafwise(psi, u), leafwise(g, u), u, back, forward,
+                                                  self._sides, float(shift))
+            return value, Tridiagonal(*bands)
         (a0, a1), (b0, b1), (c0, c1) = self._sides
         back = a0 * u + c0
         back[1:] += b0[1:] * u[:-1]
