@@ -392,3 +392,35 @@ def test_a_solve_on_the_same_meshes_keeps_the_steps_and_starts_from_u() -> None:
     assert hjb.newton_iterations == 0
     np.testing.assert_array_equal(hjb.u, result.u)
     assert TreeMarching().hjb(again, result.m).newton_iterations > 0
+
+
+def test_a_solve_on_a_uniform_2d_mesh_runs_on_its_grid() -> None:
+    """``AMR.grid_round``: the first steering solve, on a uniform 2D mesh, runs the grid's solver (the
+    tree scheme there is the grid's, cell by cell): its ``(u, m)`` on the leaves is the tree solve's
+    to the coupling tolerance, and callbacks see leaf fields; a 1D band or a mixed mesh stays on the tree."""
+    from mfg_rl.solvers.amr import TreeMarching
+    from mfg_rl.solvers.amr_slabs import SlabMFG, slab_edges
+    from mfg_rl.solvers.callbacks import Snapshots
+    from mfg_rl.solvers.coupling import Anderson, run_coupling
+
+    problem = problems.make("crowd-2d", Nx=16, Ny=16, Nt=6)
+    amr = AMR(max_level=4, min_level=2, first_level=3, tol=0.01, indicator="density", slabs=2,
+              kernels="numpy").resolved(problem)
+    mesh = amr.first_mesh(problem)
+    disc = SlabMFG(problem, [mesh, mesh], slab_edges(6, 2), grid_to_leaves(problem.grid, mesh, problem.m0))
+    assert AMR.on_grid(disc) and len(mesh) == 64
+    seen = Snapshots()
+    options = {"tol": 1e-11, "max_iter": 200, "allow_unconverged": False}
+    on_grid = amr.grid_round(problem, disc, Anderson(), [seen], 1e-12, options)
+    on_tree = run_coupling(disc, TreeMarching(), TreeMarching(), Anderson(), **options)
+    assert on_grid.converged and on_tree.converged
+    np.testing.assert_allclose(on_grid.m, on_tree.m, rtol=0, atol=1e-9 * np.abs(on_tree.m).max())
+    np.testing.assert_allclose(on_grid.u, on_tree.u, rtol=0, atol=1e-9 * np.abs(on_tree.u).max())
+    assert {u.shape for _, u, _ in seen.snapshots} == {(7, 64)}
+    np.testing.assert_array_equal(seen.snapshots[-1][2], on_grid.m)
+    mixed = mesh.refine(np.arange(len(mesh)) == 0)
+    assert not AMR.on_grid(SlabMFG(problem, [mesh, mixed], slab_edges(6, 2), disc.m0))
+    line = problems.make("crowd-exit-1d", Nx=32, Nt=4)
+    uniform = TreeMesh.from_grid(line.grid, min_level=4, max_level=5, kernels="numpy")
+    start = grid_to_leaves(line.grid, uniform, line.m0)
+    assert not AMR.on_grid(SlabMFG(line, [uniform], slab_edges(4, 1), start))
