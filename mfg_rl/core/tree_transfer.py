@@ -13,6 +13,7 @@ that is a copy into children and a volume-weighted average into parents, so the 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,10 +58,11 @@ class LeafMap:
                         np.searchsorted(old.keys, new.keys + span, side="left"))
         return cls(old, new, start, stop)
 
-    @property
+    @functools.cached_property
     def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(new_leaf, old_leaf, weight)`` of every overlap, ``weight = |K_new cap K_old| / |K_new|``;
-        arrays (P,), grouped by new leaf; the weights of each new leaf sum to 1."""
+        arrays (P,), grouped by new leaf; the weights of each new leaf sum to 1 (computed once: the
+        slab transfers of a solve reuse one map)."""
         counts = self.stop - self.start
         new_leaf = np.repeat(np.arange(len(self.new)), counts)
         old_leaf = np.arange(len(new_leaf)) - np.repeat(np.cumsum(counts) - counts - self.start, counts)
@@ -78,8 +80,12 @@ class LeafMap:
         if np.all(self.stop - self.start == 1):
             return values[..., self.start]
         _, old_leaf, weight = self.pairs
-        first = np.cumsum(self.stop - self.start) - (self.stop - self.start)
-        return np.add.reduceat(values[..., old_leaf] * weight, first, axis=-1)
+        return np.add.reduceat(values[..., old_leaf] * weight, self._first, axis=-1)
+
+    @functools.cached_property
+    def _first(self) -> np.ndarray:
+        """Where each new leaf's run starts in ``pairs`` (M_new,)."""
+        return np.cumsum(self.stop - self.start) - (self.stop - self.start)
 
     def interpolate(self, values: Any, gradients: Any) -> np.ndarray:
         """Point values at the old leaf centres ``(..., M_old)`` -> at the new ones ``(..., M_new)``,

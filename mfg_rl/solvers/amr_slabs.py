@@ -123,7 +123,7 @@ class SlabMFG:
             if self.u_slab[n + 1] != s and self.down[s] is not None:
                 u_next = self.down[s].transfer(u_next)
             m_next = m[n + 1, :size]
-            f = tree.running_cost(m_next[None])[0]
+            f = tree.level_cost(m_next)
             guess = None if u_guess is None else u_guess[n, :size]
             u[n, :size], steps[n], k, error = tree.hjb_step(u_next, m_next, f, n, guess, forcing)
             iterations, worst = iterations + k, max(worst, error)

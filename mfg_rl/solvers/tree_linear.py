@@ -24,6 +24,7 @@ and their solves, ``J x = b`` (HJB Newton) and ``J^T x = b`` (the FP step, its e
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -49,9 +50,9 @@ class Tridiagonal:
         self.lower, self.diag, self.upper = lower, diag, upper
         self.shape = (len(diag), len(diag))
 
-    @property
+    @functools.cached_property
     def T(self) -> Tridiagonal:  # noqa: N802 (the matrix convention)
-        """The transpose: its lower band is ``A[i-1, i]``, its upper band ``A[i+1, i]``."""
+        """The transpose: its lower band is ``A[i-1, i]``, its upper band ``A[i+1, i]`` (made once)."""
         zero = np.zeros(1)
         return Tridiagonal(np.concatenate([zero, self.upper[:-1]]), self.diag,
                            np.concatenate([self.lower[1:], zero]))

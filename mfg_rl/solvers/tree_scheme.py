@@ -300,7 +300,11 @@ class TreeMFG:
 
     def running_cost(self, m: np.ndarray) -> np.ndarray:
         """``f(x, m^n)`` per level, shape ``m.shape``."""
-        return np.stack([self._cost(self.problem.running_cost, level) for level in m])
+        return np.stack([self.level_cost(level) for level in m])
+
+    def level_cost(self, m_n: np.ndarray) -> np.ndarray:
+        """``f(x, m^n)`` at one level (M,)."""
+        return self._cost(self.problem.running_cost, m_n)
 
     def terminal_cost(self, m_T: np.ndarray) -> np.ndarray:
         return self._cost(self.problem.terminal_cost, m_T)
