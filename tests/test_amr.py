@@ -3,6 +3,8 @@ when the tree is the grid, and adaptive solves that conserve mass through every 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -424,3 +426,19 @@ def test_a_solve_on_a_uniform_2d_mesh_runs_on_its_grid() -> None:
     uniform = TreeMesh.from_grid(line.grid, min_level=4, max_level=5, kernels="numpy")
     start = grid_to_leaves(line.grid, uniform, line.m0)
     assert not AMR.on_grid(SlabMFG(line, [uniform], slab_edges(4, 1), start))
+
+
+def test_an_amr_solve_that_keeps_its_uniform_2d_mesh_is_that_grid_solve() -> None:
+    """Marking that keeps the first mesh (nothing above ``tol``, nothing below ``min_level``): the
+    steering solve settles and goes on to ``tol`` on the grid; its result is the uniform solve."""
+    from mfg_rl.solvers.coupling import Anderson
+
+    problem = problems.make("crowd-2d", Nx=16, Ny=16, Nt=6)
+    result = AMR(max_level=4, min_level=3, tol=2.0, indicator="density", kernels="numpy").solve(
+        problem, Anderson(), tol=1e-10)
+    assert len(result.rounds) == 1 and result.coupling.converged and len(result.mesh) == 64
+    grid = Grid(problem.grid.bounds, (8, 8), boundary=problem.grid.boundary)  # m0: the cell averages
+    coarse = dataclasses.replace(problem, grid=grid, m0=problem.m0.reshape(8, 2, 8, 2).mean(axis=(1, 3)))
+    eq = solve(coarse, coupling=Anderson(), backend="numpy", tol=1e-10, progress=False)
+    np.testing.assert_allclose(leaves_to_grid(coarse.grid, result.mesh, result.m), eq.m.numpy(), rtol=0,
+                               atol=1e-12)
