@@ -180,16 +180,18 @@ class SlabMFG:
         ``TreeScheme.gradient``), a start for Newton without the jumps of a copy (crowd-2d's front at
         finest 7: the first sweep on new meshes takes 79 Newton iterations instead of 133)."""
         out, worst = np.zeros((self.Nt + 1, max(len(mesh) for mesh in meshes))), 0.0
+        maps: dict[int, LeafMap | None] = {}  # per slab, built once for its levels (None: the same mesh)
         for k, s in enumerate(self.m_slab if slabs is None else slabs):
             old_mesh, new_mesh = self.meshes[s], meshes[s]
-            level = m[k, : len(old_mesh)]
-            if old_mesh == new_mesh:
+            if s not in maps:
+                maps[s] = None if old_mesh == new_mesh else LeafMap.between(old_mesh, new_mesh)
+            level, leaf_map = m[k, : len(old_mesh)], maps[s]
+            if leaf_map is None:
                 moved = level
             elif interpolate:
-                moved = LeafMap.between(old_mesh, new_mesh).interpolate(
-                    level, self.trees[s].scheme.gradient(level))
+                moved = leaf_map.interpolate(level, self.trees[s].scheme.gradient(level))
             else:
-                moved = LeafMap.between(old_mesh, new_mesh).transfer(level)
+                moved = leaf_map.transfer(level)
             out[k, : len(moved)] = moved
             worst = max(worst, abs(moved @ new_mesh.volumes - level @ old_mesh.volumes))
         return out, worst
