@@ -123,9 +123,76 @@ def test_method_amr_saves_loads_caches_and_runs_anderson(tmp_path) -> None:
     back = Equilibrium.load(eq.save(tmp_path / "amr.npz"))
     np.testing.assert_array_equal(back.m.numpy(), eq.m.numpy())
     assert back.diagnostics.options == eq.diagnostics.options
+    assert back.meshes == eq.meshes and eq.meshes.edges == (0, 10)  # the tree travels with the file
     again = solve(problem, method="amr", progress=False, cache=tmp_path)  # from the cache
     np.testing.assert_array_equal(again.u.numpy(), eq.u.numpy())
     assert again.diagnostics.options["strategy"]["leaves"] == strategy["leaves"]
+    assert again.meshes == eq.meshes
+    assert solve(problem, progress=False).meshes is None  # a grid solve has none
+
+
+def test_saved_slab_meshes_are_rebuilt_and_checked(tmp_path) -> None:
+    """``Equilibrium.save`` writes each slab's leaves; ``load`` rebuilds them through
+    ``TreeMesh.from_leaves`` and refuses leaves that do not tile the box, or slabs off the horizon."""
+    import json
+
+    from mfg_rl.errors import EquilibriumFileError
+
+    problem = problems.make("crowd-exit-1d", Nx=64, Nt=12)
+    eq = solve(problem, method=AMR(max_level=6, min_level=3, budget=30, slabs=3), progress=False)
+    assert len(eq.meshes.meshes) == 3 and eq.meshes.edges == (0, 4, 8, 12)
+    assert [eq.meshes.slab_of_level(k) for k in (0, 1, 4, 5, 12)] == [0, 0, 0, 1, 2]
+    back = Equilibrium.load(eq.save(tmp_path / "eq.npz"))
+    assert all(a == b for a, b in zip(back.meshes.meshes, eq.meshes.meshes, strict=True))
+    with np.load(tmp_path / "eq.npz") as data:
+        arrays = {key: data[key] for key in data.files}
+    meta = json.loads(str(arrays["meta"]))
+
+    def damaged(name: str, **change: object) -> str:
+        out = dict(arrays, **change)
+        np.savez(tmp_path / name, **out)
+        return str(tmp_path / name)
+
+    level = arrays["mesh_level"].copy()
+    level[0] += 1  # a leaf one level finer: a hole in the tiling
+    with pytest.raises(EquilibriumFileError, match="tree meshes that cannot be rebuilt"):
+        Equilibrium.load(damaged("hole.npz", mesh_level=level))
+    meta["meshes"]["edges"] = [0, 4, 8, 11]
+    with pytest.raises(EquilibriumFileError, match="do not rise from 0 to Nt=12"):
+        Equilibrium.load(damaged("edges.npz", meta=np.array(json.dumps(meta))))
+
+
+@pytest.mark.parametrize("ndim", [1, 2])
+def test_the_plot_of_an_amr_solve_draws_its_meshes_over_m(ndim: int, tmp_path) -> None:
+    """1D: one segment per leaf boundary inside each slab, over the slab's times; 2D: one outline per
+    leaf, the outlines tile the box."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mfg_rl.plotting import _draw_leaves, _draw_slab_edges, plot_equilibrium
+
+    name, sizes = ("crowd-exit-1d", {"Nx": 64}) if ndim == 1 else ("crowd-2d", {"Nx": 16, "Ny": 16})
+    problem = problems.make(name, Nt=8, **sizes)
+    amr = AMR(max_level=6 if ndim == 1 else 4, min_level=2, tol=0.01, indicator="density", slabs=2)
+    eq = solve(problem, method=amr, progress=False)
+    assert plot_equilibrium(eq, tmp_path / "amr.png").stat().st_size > 10_000
+    fig, ax = plt.subplots()
+    times = problem.time.times()
+    if ndim == 1:
+        _draw_slab_edges(ax, eq.meshes, times)
+        segments = ax.collections[0].get_segments()
+        assert len(segments) == sum(len(mesh) - 1 for mesh in eq.meshes.meshes)
+        assert {(s[0][1], s[1][1]) for s in segments} == {(times[0], times[4]), (times[4], times[8])}
+    else:
+        mesh = eq.meshes.meshes[1]
+        _draw_leaves(ax, mesh)
+        boxes = ax.collections[0].get_paths()
+        assert len(boxes) == len(mesh) and len(set(mesh.level.tolist())) > 1
+        area = sum(np.ptp(box.vertices[:, 0]) * np.ptp(box.vertices[:, 1]) for box in boxes)
+        np.testing.assert_allclose(area, 1.0, rtol=1e-12)
+    plt.close(fig)
 
 
 def test_solve_refuses_what_amr_cannot_run_before_work() -> None:

@@ -38,12 +38,13 @@ def test_solve_rejects_unknown_parameter(capsys):
 
 
 def test_solve_method_amr_runs_from_the_cli(tmp_path, capsys):
-    saved = tmp_path / "amr.npz"
+    saved, plot = tmp_path / "amr.npz", tmp_path / "amr.png"
     assert main(["solve", "crowd-exit-1d", "-p", "Nx=64", "-p", "Nt=10", "--method", "amr", "--save",
-                 str(saved), "--quiet"]) == 0
+                 str(saved), "--plot", str(plot), "--quiet"]) == 0
     assert "converged" in capsys.readouterr().out
     eq = Equilibrium.load(saved, backend="numpy")
     assert eq.diagnostics.method == "amr" and eq.u.shape == (11, 64)
+    assert eq.meshes is not None and plot.stat().st_size > 10_000  # the mesh drawn over m
     assert main(["solve", "crowd-exit-1d", "-p", "Nx=64", "--method", "amr", "--coupling", "newton",
                  "--quiet"]) == 1
     assert "coupled Jacobian" in capsys.readouterr().err

@@ -12,6 +12,8 @@ import numpy as np
 
 from mfg_rl.checks import shown
 from mfg_rl.core import MFGProblem, SpacetimeField
+from mfg_rl.core.tree_mesh import TreeMesh
+from mfg_rl.core.tree_root import TreeRoot
 from mfg_rl.errors import EquilibriumFileError
 from mfg_rl.paths import atomic_write, checked_path
 
@@ -73,6 +75,48 @@ class Diagnostics:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class SlabMeshes:
+    """The tree meshes of an adaptive solve (``method="amr"``): ``meshes[s]`` holds the steps
+    ``edges[s] .. edges[s+1]-1``, so ``m^k`` (made by step ``k-1``; ``m^0`` by none) lives on the
+    mesh of step ``max(k-1, 0)`` (``amr_slabs``' layout); ``edges`` (S+1,) ints from 0 to Nt."""
+
+    meshes: tuple[TreeMesh, ...]
+    edges: tuple[int, ...]
+
+    def slab_of_level(self, k: int) -> int:
+        """The slab whose mesh holds ``m^k``."""
+        return int(np.searchsorted(np.asarray(self.edges), max(k - 1, 0), side="right")) - 1
+
+    def leaves(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """``(meta, arrays)``: the root, edges and leaf counts (JSON), and every slab's leaf levels and
+        coordinates end to end (``mesh_level`` (L,), ``mesh_coords`` (L, d)), what ``Equilibrium.save``
+        writes and ``from_leaves`` reads."""
+        root = self.meshes[0].root
+        meta = {"root": {"bounds": [list(b) for b in root.bounds], "root_shape": list(root.root_shape),
+                         "min_level": root.min_level, "max_level": root.max_level,
+                         "periodic": list(root.periodic)},
+                "edges": list(self.edges), "counts": [len(mesh) for mesh in self.meshes]}
+        arrays = {"mesh_level": np.concatenate([np.asarray(mesh.level) for mesh in self.meshes]),
+                  "mesh_coords": np.concatenate([np.asarray(mesh.coords) for mesh in self.meshes])}
+        return meta, arrays
+
+    @classmethod
+    def from_leaves(cls, meta: dict[str, Any], level: np.ndarray, coords: np.ndarray) -> SlabMeshes:
+        """The meshes of ``leaves()``' output, each checked by ``TreeMesh.from_leaves`` (a balanced
+        tiling of the box); ValueError or TypeError naming the defect."""
+        root = TreeRoot(**meta["root"])
+        counts = [int(c) for c in meta["counts"]]
+        edges = tuple(int(e) for e in meta["edges"])
+        if len(edges) != len(counts) + 1 or sum(counts) != len(level) or len(level) != len(coords):
+            raise ValueError(f"{len(counts)} meshes of {sum(counts)} leaves with {len(edges)} edges do not "
+                             f"match {len(level)} saved levels and {len(coords)} coordinates")
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        meshes = tuple(TreeMesh.from_leaves(root, level[a:b], coords[a:b])
+                       for a, b in zip(starts[:-1], starts[1:], strict=True))
+        return cls(meshes, edges)
+
+
 @dataclass
 class Equilibrium:
     """A computed Nash equilibrium of ``problem``.
@@ -82,12 +126,15 @@ class Equilibrium:
         m: population density, same shape; ``m[0] = m0``.
         problem: the ``MFGProblem`` that was solved.
         diagnostics: ``Diagnostics``.
+        meshes: the tree meshes of an adaptive solve (``SlabMeshes``; saved with it and drawn by
+            ``plotting.plot_equilibrium``), None for a solve on the grid.
     """
 
     u: SpacetimeField
     m: SpacetimeField
     problem: MFGProblem
     diagnostics: Diagnostics
+    meshes: SlabMeshes | None = None
 
     def control(self, n: int) -> np.ndarray:
         """Equilibrium feedback control on the grid at time index ``n``, as numpy.
@@ -126,7 +173,11 @@ class Equilibrium:
                         "fingerprint": self.problem.fingerprint()},
             "diagnostics": asdict(self.diagnostics),
         }
-        arrays = {"u": self.u.numpy(), "m": self.m.numpy(), "meta": np.array(json.dumps(meta))}
+        arrays = {"u": self.u.numpy(), "m": self.m.numpy()}
+        if self.meshes is not None:
+            meta["meshes"], leaves = self.meshes.leaves()
+            arrays.update(leaves)
+        arrays["meta"] = np.array(json.dumps(meta))
         return atomic_write(path, lambda out: np.savez(out, **arrays))
 
     @classmethod
@@ -144,7 +195,8 @@ class Equilibrium:
                 readable ``.npz`` of this format (pickled objects are refused), an array or
                 metadata missing, another problem, shapes other than ``(Nt+1, *grid.shape)``,
                 values not finite, ``m < 0`` beyond round-off (``-sqrt(eps) max m`` is
-                allowed), or level masses ``h^d sum m^n`` off the recorded ``diagnostics.mass``.
+                allowed), level masses ``h^d sum m^n`` off the recorded ``diagnostics.mass``, or
+                saved tree meshes that do not tile the problem's box or do not span its steps.
         """
         from mfg_rl.backends import create_backend
 
@@ -152,7 +204,7 @@ class Equilibrium:
         if problem is not None and not isinstance(problem, MFGProblem):
             raise TypeError(f"problem must be None or the MFGProblem the file was solved for, "
                             f"got {shown(problem)}")
-        u, m, meta = _read(path)
+        u, m, meta, leaves = _read(path)
         saved, diagnostics = _parse_meta(path, meta)
         if problem is None:
             if saved["name"] == "custom":
@@ -168,20 +220,23 @@ class Equilibrium:
             raise EquilibriumFileError(path, f"computed for a different problem (fingerprint "
                                              f"{saved['fingerprint']}, given {problem.fingerprint()})")
         _check_fields(path, u, m, diagnostics, problem)
+        meshes = _meshes(path, meta, leaves, problem)
         backend = create_backend(backend)
         return cls(
             u=SpacetimeField(backend.asarray(u), problem.grid, problem.time),
             m=SpacetimeField(backend.asarray(m), problem.grid, problem.time),
             problem=problem,
             diagnostics=diagnostics,
+            meshes=meshes,
         )
 
 
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
-def _read(path: Path) -> tuple[np.ndarray, np.ndarray, Any]:
-    """``u``, ``m`` and the decoded metadata of an equilibrium file, without pickle."""
+def _read(path: Path) -> tuple[np.ndarray, np.ndarray, Any, dict[str, np.ndarray]]:
+    """``u``, ``m``, the decoded metadata and the tree meshes' arrays (``mesh_*``, empty for a solve
+    on the grid) of an equilibrium file, without pickle."""
     try:
         file = open(path, "rb")  # ours, not np.load's: np.load leaves a file it opened open on error
     except FileNotFoundError:
@@ -201,7 +256,8 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray, Any]:
                 if missing:
                     raise EquilibriumFileError(path, f"lacks the array(s) {', '.join(missing)} "
                                                      f"(holds {', '.join(data.files) or 'none'})")
-                return data["u"], data["m"], json.loads(str(data["meta"]))
+                leaves = {key: data[key] for key in ("mesh_level", "mesh_coords") if key in data.files}
+                return data["u"], data["m"], json.loads(str(data["meta"])), leaves
         except EquilibriumFileError:
             raise
         except Exception as exc:  # a damaged archive fails in zipfile, zlib, numpy or json, in many ways
@@ -220,6 +276,26 @@ def _parse_meta(path: Path, meta: Any) -> tuple[dict[str, Any], Diagnostics]:
         return saved, Diagnostics(**meta["diagnostics"])
     except (KeyError, TypeError, ValueError) as exc:
         raise EquilibriumFileError(path, f"has incomplete metadata ({type(exc).__name__}: {exc})") from exc
+
+
+def _meshes(path: Path, meta: Any, leaves: dict[str, np.ndarray], problem: MFGProblem) -> SlabMeshes | None:
+    """The saved ``SlabMeshes`` (None without), checked: their root is on the problem's box and their
+    slabs span its ``Nt`` steps; EquilibriumFileError naming the defect."""
+    if "meshes" not in meta:
+        return None
+    try:
+        meshes = SlabMeshes.from_leaves(meta["meshes"], leaves["mesh_level"], leaves["mesh_coords"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EquilibriumFileError(path, f"holds tree meshes that cannot be rebuilt ({type(exc).__name__}: "
+                                         f"{exc})") from exc
+    root, edges = meshes.meshes[0].root, np.asarray(meshes.edges)
+    if tuple(map(tuple, root.bounds)) != tuple(map(tuple, problem.grid.bounds)):
+        raise EquilibriumFileError(path, f"holds tree meshes on the box {root.bounds}, not the problem's "
+                                         f"{problem.grid.bounds}")
+    if edges[0] != 0 or edges[-1] != problem.time.Nt or (np.diff(edges) <= 0).any():
+        raise EquilibriumFileError(path, f"holds tree meshes on the slabs {edges.tolist()}, which do not "
+                                         f"rise from 0 to Nt={problem.time.Nt}")
+    return meshes
 
 
 def _check_fields(path: Path, u: np.ndarray, m: np.ndarray, diagnostics: Diagnostics,

@@ -20,7 +20,7 @@ from mfg_rl.solvers.cache import load_cached
 from mfg_rl.solvers.callbacks import Callback, ProgressBar
 from mfg_rl.solvers.coupling import Anderson, FictitiousPlay, FixedPoint, run_coupling
 from mfg_rl.solvers.discrete import DiscreteMFG
-from mfg_rl.solvers.equilibrium import Diagnostics, Equilibrium
+from mfg_rl.solvers.equilibrium import Diagnostics, Equilibrium, SlabMeshes
 from mfg_rl.solvers.newton import Newton, run_newton
 from mfg_rl.solvers.options import checked_options
 from mfg_rl.solvers.particles import ParticleFP, ParticleMFG
@@ -146,6 +146,7 @@ def solve(
                                   allow_unconverged=allow_unconverged, newton_tol=newton_tol)
         result = adaptive.coupling
         u, m = (backend.from_host(field) for field in adaptive.on_grid())
+        meshes = SlabMeshes(tuple(adaptive.meshes), tuple(int(edge) for edge in adaptive.edges))
         mass, outflow = adaptive.disc.mass(result.m), adaptive.disc.outflow(result.u, result.m)
         options = dict(options, strategy=dict(options["strategy"], leaves=adaptive.leaves_per_level(),
                                               rounds=[list(r) for r in adaptive.rounds]))
@@ -153,6 +154,7 @@ def solve(
         discretise = getattr(strategy, "discretise", DiscreteMFG)
         disc = (discretise(problem, backend, newton_tol=newton_tol, linear=linear) if particles is None
                 else ParticleMFG(problem, backend, particles, newton_tol=newton_tol, linear=linear))
+        meshes = None
         run = run_newton if isinstance(policy, Newton) else run_coupling
         result = (run_auto if isinstance(policy, Auto) else run)(
             disc, strategy, particles or strategy, policy, tol=tol, max_iter=max_iter,
@@ -184,6 +186,7 @@ def solve(
         m=SpacetimeField(m, problem.grid, problem.time),
         problem=problem,
         diagnostics=diagnostics,
+        meshes=meshes,
     )
     if cache_path is not None and result.converged:
         eq.save(cache_path)
