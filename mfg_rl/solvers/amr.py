@@ -476,9 +476,9 @@ class AMR:
         (``SlabMFG.moved``; it starts the first sweep's Newton steps, ``TreeMarching``), and a slab
         whose mesh did not change keeps its ``TreeMFG`` and factors (``SlabMFG(previous=...)``).
         Under Anderson (inexact) the Newton steps are loosened as on the grid (``TreeMFG.hjb_step``'s
-        ``forcing``). A steering solve runs to
-        ``tol`` under ``Steer``: it stops at ``round_tol`` where marking changes a mesh, and goes on
-        where it keeps them all (those meshes are final)."""
+        ``forcing``). A steering solve runs to ``tol`` under ``Steer``: it stops at ``round_tol``
+        where marking changes a mesh, and goes on where it keeps them all (those meshes are final);
+        the first, on a uniform 2D mesh, runs on its grid (``grid_round``)."""
         amr = self.resolved(problem)
         policy = FixedPoint() if policy is None else coupling_policy(policy)
         edges = slab_edges(problem.time.Nt, amr.slabs)
@@ -532,9 +532,11 @@ class AMR:
         and its result on the leaves (``OnLeaves``, ``grid_to_leaves``: a reordering)."""
         mesh = disc.meshes[0]
         coarse = uniform_problem(problem, mesh)
+        cells = grid_to_leaves(coarse.grid, mesh, np.arange(coarse.grid.size, dtype=np.float64))
+        order = cells.round().astype(np.int64)  # each leaf is one cell: a reordering, exact
 
         def to_leaves(values: np.ndarray) -> np.ndarray:
-            return grid_to_leaves(coarse.grid, mesh, values)
+            return np.asarray(values).reshape(*np.shape(values)[: -coarse.ndim], -1)[..., order]
 
         grid_disc = DiscreteMFG(coarse, create_backend("numpy"), newton_tol=newton_tol)
         record = run_coupling(grid_disc, Sequential(), Sequential(), policy,
