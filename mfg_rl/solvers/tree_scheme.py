@@ -161,20 +161,21 @@ class TreeScheme:
         if self.compiled:
             return tree_step_numba.slopes(self._slot, self._leaf, self._nb, self._a, self._b, self._c,
                                           np.ascontiguousarray(u, dtype=np.float64), M, d)
-        p = np.bincount(self._slot, self._a * u[self._leaf] + self._b * u[self._nb] + self._c,
-                        minlength=2 * d * M).reshape(M, d, 2)
+        p = self._side_slopes(u)
         np.maximum(p[..., 0], 0.0, out=p[..., 0])
         np.minimum(p[..., 1], 0.0, out=p[..., 1])
         active = p.reshape(-1)
         return active, (active * active).reshape(M, 2 * d).sum(axis=1)
 
+    def _side_slopes(self, u: np.ndarray) -> np.ndarray:
+        """The side slopes ``(P-, P+)`` per leaf and axis, unclipped, shape (M, d, 2)."""
+        return np.bincount(self._slot, self._a * u[self._leaf] + self._b * u[self._nb] + self._c,
+                           minlength=2 * self.ndim * len(self.mesh)).reshape(len(self.mesh), self.ndim, 2)
+
     def gradient(self, u: np.ndarray) -> np.ndarray:
         """``grad u`` (M, d) at the leaf centres: per axis the mean of the back and forward side
         slopes ``(P- + P+) / 2``, unclipped (a central difference on a uniform mesh)."""
-        M, d = len(self.mesh), self.ndim
-        p = np.bincount(self._slot, self._a * u[self._leaf] + self._b * u[self._nb] + self._c,
-                        minlength=2 * d * M).reshape(M, d, 2)
-        return p.mean(axis=2)
+        return self._side_slopes(u).mean(axis=2)
 
     def bind(self, m: np.ndarray) -> Callable[[Any], tuple[Any, Any]]:
         """``s -> (psi, g)`` on the leaves with the crowd ``m`` fixed."""
